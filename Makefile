@@ -1,0 +1,42 @@
+# hicl: `make demo` runs the main job end to end, `make test` the suite; both set up .venv first when missing.
+SHELL := /bin/bash
+PY := .venv/bin/python
+DATASET ?= synthetic-scannet
+DATA_ROOT ?= data/raw/$(DATASET)
+STORE_ROOT ?= data/stores/$(DATASET)
+WORKERS ?= 2
+SCHEDULER ?=
+ARGS ?=
+CONFIG ?= trainer/presets/synthetic-scannet.yaml
+
+PIPELINE_OPTS = --dataset $(DATASET) --data-root $(DATA_ROOT) --store-root $(STORE_ROOT) --workers $(WORKERS) \
+	$(if $(SCHEDULER),--scheduler $(SCHEDULER),)
+
+.PHONY: setup test demo preprocess status train bench lint
+
+$(PY):
+	bash scripts/setup.sh
+
+setup:
+	bash scripts/setup.sh
+
+test: | $(PY)
+	$(PY) -m pytest -q tests
+
+demo: | $(PY)
+	bash scripts/demo.sh
+
+preprocess: | $(PY)
+	$(PY) -m pipeline.cli run $(PIPELINE_OPTS) $(ARGS)
+
+status: | $(PY)
+	$(PY) -m pipeline.cli status --dataset $(DATASET) --data-root $(DATA_ROOT) --store-root $(STORE_ROOT)
+
+train: | $(PY)
+	.venv/bin/hicl-train fit --config $(CONFIG) $(ARGS)
+
+bench: | $(PY)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: | $(PY)
+	$(PY) -m ruff check pipeline trainer tests benchmarks

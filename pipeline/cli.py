@@ -1,0 +1,205 @@
+"""`hicl-pipeline`: run, inspect and clean the preprocessing stages (``make preprocess`` calls ``run``)."""
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import store
+from pipeline.errors import PipelineError
+from pipeline.lock import StoreLock
+from pipeline.progress import ProgressView, report_table
+from pipeline.runner import RunConfig, plan, run
+from pipeline.stages import Graph, load_graph
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Offline preprocessing: raw dataset -> Zarr stores of the stage graph.")
+console = Console()
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name from stages.yaml.")]
+DataRootOpt = Annotated[Path | None, typer.Option(help="Raw data root [default: data/raw/<dataset>].")]
+StoreRootOpt = Annotated[str | None, typer.Option(help="Store root, a folder or fsspec URL [default: data/stores/<dataset>].")]
+StagesFileOpt = Annotated[Path | None, typer.Option("--stages-file", help="Stage graph [default: the repository's stages.yaml].")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: STAGE.PARAM=VALUE (YAML value). Repeatable.")]
+SplitOpt = Annotated[str, typer.Option(help="Comma-separated splits to process.")]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        stage, dot, param = key.partition(".")
+        if not eq or not dot or not stage or not param:
+            raise typer.BadParameter(f"'{item}' is not STAGE.PARAM=VALUE", param_hint="--set")
+        out.setdefault(stage, {})[param] = yaml.safe_load(value)
+    return out
+
+
+def _config(graph: Graph, dataset: str, data_root: Path | None, store_root: str | None, **kw: Any) -> RunConfig:
+    graph.dataset(dataset)
+    return RunConfig(
+        dataset=dataset,
+        data_root=data_root or Path("data/raw") / dataset,
+        store_root=store_root or str(Path("data/stores") / dataset),
+        **kw,
+    )
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _generate_if_missing(graph: Graph, cfg: RunConfig, scenes: int | None) -> None:
+    """Synthetic datasets are generated into DATA_ROOT when it does not exist yet."""
+    gen = graph.dataset(cfg.dataset).generator
+    if gen is None or cfg.data_root.exists():
+        return
+    spec = dict(gen)
+    module, _, attr = spec.pop("function").partition(":")
+    if scenes is not None:
+        spec["scenes"] = scenes
+    console.print(f"generating {cfg.dataset} into {cfg.data_root} ({spec})")
+    getattr(importlib.import_module(module), attr)(out=cfg.data_root, **spec)
+
+
+@app.command("run")
+def run_cmd(
+    dataset: DatasetOpt,
+    data_root: DataRootOpt = None,
+    store_root: StoreRootOpt = None,
+    workers: Annotated[int, typer.Option(help="Local Dask worker processes (0 = run in this process).")] = 2,
+    scheduler: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")] = None,
+    split: SplitOpt = "train,val",
+    scenes: Annotated[str | None, typer.Option(help="Comma-separated scene ids (instead of the splits).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Process only the first N scenes of the splits.")] = None,
+    stages: Annotated[str | None, typer.Option(help="Comma-separated stages to run (with what they need).")] = None,
+    force: Annotated[list[str] | None, typer.Option(help="Recompute STAGE and its downstream stages. Repeatable.")] = None,
+    set_: SetOpt = None,
+    generate: Annotated[int | None, typer.Option(help="Synthetic datasets: scenes to generate when DATA_ROOT is missing.")] = None,
+    stages_file: StagesFileOpt = None,
+) -> None:
+    """Run the stage graph; skips what is up to date, resumes what is incomplete."""
+    try:
+        graph = load_graph(stages_file)
+        cfg = _config(graph, dataset, data_root, store_root, splits=_csv(split) or (), scenes=_csv(scenes),
+                      limit=limit, stages=_csv(stages), force=tuple(force or ()), overrides=_overrides(set_),
+                      workers=workers, scheduler=scheduler)
+        _generate_if_missing(graph, cfg, generate)
+        lock = StoreLock(cfg.store_root) if "://" not in cfg.store_root else None
+        if lock:
+            lock.__enter__()
+        try:
+            with ProgressView(console) as view:
+                reports = run(graph, cfg, view)
+        finally:
+            if lock:
+                lock.__exit__()
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    console.print(report_table(reports))
+    for r in reports:
+        for line in r.warnings:
+            console.print(f"[yellow]warning[/yellow] {r.name}: {line}", highlight=False)
+    failures = [(r.name, line) for r in reports for line in r.failed.values()]
+    for name, line in failures:
+        console.print(f"[red]failed[/red] {name}: {line}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    dataset: DatasetOpt,
+    data_root: DataRootOpt = None,
+    store_root: StoreRootOpt = None,
+    set_: SetOpt = None,
+    stages_file: StagesFileOpt = None,
+) -> None:
+    """Per stage: done scenes, failures, and whether (and why) the next run recomputes it."""
+    try:
+        graph = load_graph(stages_file)
+        cfg = _config(graph, dataset, data_root, store_root, overrides=_overrides(set_))
+        plans = plan(graph, cfg)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"{dataset} stores at {cfg.store_root}")
+    for col in ("stage", "kind", "done", "failed", "next run"):
+        table.add_column(col)
+    failures = []
+    for p in plans:
+        exists = store.stage_exists(cfg.store_root, p.stage.name)
+        done = len(store.done_scenes(cfg.store_root, p.stage.name)) if exists else 0
+        if exists and p.stage.kind == "global":
+            done = int(store.scene_done(cfg.store_root, p.stage.name, store.GLOBAL,
+                                        store.stage_attrs(cfg.store_root, p.stage.name, store.GLOBAL).get("done", "")))
+        failed = store.stage_attrs(cfg.store_root, p.stage.name).get("failed", {}) if exists else {}
+        failures += [(p.stage.name, line) for line in failed.values()]
+        nxt = "skip (up to date; resumes missing scenes)" if p.reason == "up to date" else f"rebuild: {p.reason}"
+        table.add_row(p.stage.name, p.stage.kind, str(done), str(len(failed)), nxt)
+    console.print(table)
+    for name, line in failures:
+        console.print(f"[red]failed[/red] {name}: {line}", highlight=False)
+
+
+@app.command("list")
+def list_cmd(stages_file: StagesFileOpt = None) -> None:
+    """The stages, their params with defaults, and the datasets."""
+    try:
+        graph = load_graph(stages_file)
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    table = Table(title="stages")
+    for col in ("stage", "kind", "needs", "params (default)"):
+        table.add_column(col)
+    for name in graph.order:
+        s = graph.stages[name]
+        table.add_row(name, s.kind, ", ".join(s.needs),
+                      "\n".join(f"{p.name}={p.default!r}" for p in s.params.values()))
+    console.print(table)
+    ds = Table(title="datasets")
+    for col in ("dataset", "reader", "classes", "params (default)"):
+        ds.add_column(col)
+    for d in graph.datasets.values():
+        ds.add_row(d.name, d.reader, d.classes, "\n".join(f"{p.name}={p.default!r}" for p in d.reader_params.values()))
+    console.print(ds)
+
+
+@app.command()
+def clean(
+    dataset: DatasetOpt,
+    stage: Annotated[str, typer.Option(help="Delete this stage's store and its downstream stages' stores.")],
+    store_root: StoreRootOpt = None,
+    stages_file: StagesFileOpt = None,
+) -> None:
+    """Delete stage stores (the stage and everything downstream of it)."""
+    try:
+        graph = load_graph(stages_file)
+        if stage not in graph.stages:
+            raise PipelineError(f"unknown stage '{stage}' (known: {', '.join(graph.order)})")
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    root = store_root or str(Path("data/stores") / dataset)
+    for name in graph.downstream(stage):
+        path = Path(store.stage_url(root, name))
+        if path.exists():
+            shutil.rmtree(path)
+            console.print(f"removed {path}")
+
+
+if __name__ == "__main__":
+    app()

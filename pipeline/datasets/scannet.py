@@ -1,0 +1,238 @@
+"""ScanNet v2 reader: meshes, NYU40 -> 20-class labels and exported RGB-D frames, as Scene records.
+
+Raw layout (``DATA_ROOT``): ``scans/<scene>/<scene>_vh_clean_2.ply``, ``_vh_clean_2.labels.ply``,
+and the exported frames ``color/<i>.jpg``, ``depth/<i>.png`` (uint16 mm), ``pose/<i>.txt``
+(camera-to-world 4x4), ``intrinsic/intrinsic_depth.txt``; the frames may live under another
+root (``frames_root``, e.g. scannet_frames_25k). Colour is resized onto the depth camera's
+frame at ``image_size`` and projected with the depth intrinsics (ScanNet's depth is registered
+to colour; this is the usual 2D-3D convention). Frames with non-finite poses or missing files
+are skipped and reported per scene.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from plyfile import PlyData
+
+from pipeline.datasets.base import LABELMAPS, ManifestEntry, file_entry, load_label_map, read_split
+from pipeline.errors import SceneError
+from pipeline.geometry.mesh_normals import area_weighted_normals
+
+SPLITS = ("train", "val", "test")
+
+
+def _read_ply(path: Path) -> PlyData:
+    """Parse a PLY, turning plyfile's errors into a one-line SceneError."""
+    if not path.is_file():
+        raise SceneError("file is missing", path)
+    if path.stat().st_size == 0:
+        raise SceneError("PLY file is empty", path)
+    try:
+        return PlyData.read(str(path))
+    except Exception as exc:  # plyfile raises several types for truncated/corrupt files
+        raise SceneError(f"truncated or corrupt PLY ({type(exc).__name__}: {exc})", path) from exc
+
+
+def read_mesh(path: Path, need_faces: bool = True) -> dict[str, np.ndarray]:
+    """Vertices f32[N,3], colours u8[N,3] and faces i32[F,3] of a ScanNet mesh PLY."""
+    ply = _read_ply(path)
+    names = [el.name for el in ply.elements]
+    if "vertex" not in names:
+        raise SceneError("PLY has no vertex element", path)
+    v = ply["vertex"].data
+    try:
+        xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
+        rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8)
+    except ValueError as exc:
+        raise SceneError(f"PLY vertices lack x/y/z/red/green/blue ({exc})", path) from exc
+    if len(xyz) == 0:
+        raise SceneError("PLY has no vertices", path)
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        raise SceneError(f"{int(bad.sum())} vertices have non-finite coordinates", path)
+    out = {"points": xyz, "colors": rgb}
+    if need_faces:
+        if "face" not in names or ply["face"].count == 0:
+            raise SceneError("PLY has no faces, but this dataset needs a mesh", path)
+        faces = np.vstack(ply["face"].data["vertex_indices"]).astype(np.int32)
+        if faces.shape[1] != 3:
+            raise SceneError(f"faces must be triangles, got {faces.shape[1]} vertices per face", path)
+        if faces.min() < 0 or faces.max() >= len(xyz):
+            raise SceneError("faces reference vertices that do not exist", path)
+        out["faces"] = faces
+    return out
+
+
+def _frame_index(name: str) -> int | None:
+    stem = name.rsplit(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
+
+
+def _intrinsics_3x3(path: Path) -> np.ndarray:
+    try:
+        k = np.loadtxt(path)
+    except (OSError, ValueError) as exc:
+        raise SceneError(f"cannot read intrinsics ({exc})", path) from exc
+    if k.shape not in ((4, 4), (3, 3)):
+        raise SceneError(f"intrinsics must be 3x3 or 4x4, got {k.shape}", path)
+    return k[:3, :3].astype(np.float64)
+
+
+def scale_intrinsics(k: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+    """Intrinsics for an image resized from ``src_hw`` to ``dst_hw`` (pixel centres at integers)."""
+    sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
+    out = k.copy()
+    out[0, 0] *= sx
+    out[1, 1] *= sy
+    out[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    out[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+class ScanNetReader:
+    """Reads ScanNet v2 scenes (and the synthetic rooms, which share the layout)."""
+
+    def __init__(self, root: str | Path, params: Mapping[str, Any]):
+        self.root = Path(root)
+        self.params = dict(params)
+        self.frames_root = Path(params["frames_root"]) if params.get("frames_root") else self.root / "scans"
+        self.label_map = load_label_map(LABELMAPS / "scannet20.tsv")
+
+    def scene_dir(self, scene: str) -> Path:
+        return self.root / "scans" / scene
+
+    def scene_ids(self, splits: list[str]) -> list[str]:
+        """Scenes of the given splits (split lists from DATA_ROOT or data/splits/scannet/)."""
+        scans = self.root / "scans"
+        if not scans.is_dir():
+            raise SceneError("no 'scans' folder: is DATA_ROOT a ScanNet v2 root?", scans)
+        present = sorted(p.name for p in scans.iterdir() if p.is_dir())
+        chosen: list[str] = []
+        for split in splits:
+            listed = read_split(self.root, "scannet", f"scannetv2_{split}.txt")
+            chosen += present if listed is None else [s for s in listed if s in set(present)]
+        return sorted(dict.fromkeys(chosen))
+
+    def _frame_files(self, scene: str) -> list[tuple[int, Path, Path, Path]]:
+        base = self.frames_root / scene
+        color_dir = base / "color"
+        if not color_dir.is_dir():
+            raise SceneError("no exported frames (color/ folder missing)", color_dir)
+        ids = sorted(i for i in (_frame_index(n) for n in os.listdir(color_dir)) if i is not None)
+        ids = ids[:: self.params["frame_skip"]]
+        names = {_frame_index(n): n for n in os.listdir(color_dir)}
+        out = []
+        for i in ids:
+            stem = names[i].rsplit(".", 1)[0]
+            out.append((i, color_dir / names[i], base / "depth" / f"{stem}.png", base / "pose" / f"{stem}.txt"))
+        return out
+
+    def manifest(self, scene: str) -> list[ManifestEntry]:
+        """Every raw file the scene's record is computed from, with size and mtime."""
+        d = self.scene_dir(scene)
+        files = [d / f"{scene}_vh_clean_2.ply", d / f"{scene}_vh_clean_2.labels.ply",
+                 self.frames_root / scene / "intrinsic" / "intrinsic_depth.txt"]
+        for _, c, dep, p in self._frame_files(scene):
+            files += [c, dep, p]
+        return [file_entry(f) for f in files]
+
+    def read(self, scene: str) -> dict[str, Any]:
+        """The ``scenes`` stage record of one scene (see DESIGN.md's stage table)."""
+        d = self.scene_dir(scene)
+        mesh = read_mesh(d / f"{scene}_vh_clean_2.ply", need_faces=True)
+        labels_path = d / f"{scene}_vh_clean_2.labels.ply"
+        if labels_path.exists():
+            lv = _read_ply(labels_path)["vertex"].data
+            if len(lv) != len(mesh["points"]):
+                raise SceneError(
+                    f"labels PLY has {len(lv)} vertices, mesh has {len(mesh['points'])}", labels_path
+                )
+            nyu = np.asarray(lv["label"]).astype(np.int64)
+            labels = self.label_map[np.clip(nyu, 0, len(self.label_map) - 1)]
+            labels[(nyu < 0) | (nyu >= len(self.label_map))] = -1
+        else:
+            labels = np.full(len(mesh["points"]), -1, np.int16)
+        record: dict[str, Any] = {
+            **mesh,
+            "normals": area_weighted_normals(mesh["points"], mesh["faces"]),
+            "labels": labels.astype(np.int16),
+            "has_labels": labels_path.exists(),
+        }
+        record.update(self._read_frames(scene))
+        return record
+
+    def _depth_hw(self, scene: str) -> tuple[int, int] | None:
+        """Depth image size announced by the scene's ``<scene>.txt`` meta file, if any."""
+        meta = self.scene_dir(scene) / f"{scene}.txt"
+        if not meta.is_file():
+            return None
+        values = dict(
+            (k.strip(), v.strip()) for k, _, v in
+            (line.partition("=") for line in meta.read_text().splitlines()) if v
+        )
+        if "depthHeight" in values and "depthWidth" in values:
+            return int(values["depthHeight"]), int(values["depthWidth"])
+        return None
+
+    def _read_frames(self, scene: str) -> dict[str, Any]:
+        h, w = self.params["image_size"]
+        k_depth = _intrinsics_3x3(self.frames_root / scene / "intrinsic" / "intrinsic_depth.txt")
+        colors, depths, poses, intr, ids = [], [], [], [], []
+        skipped: dict[str, list[str]] = {}
+        expected = self._depth_hw(scene)
+
+        def skip(reason: str, path: Path) -> None:
+            skipped.setdefault(reason, []).append(str(path))
+
+        for i, color_path, depth_path, pose_path in self._frame_files(scene):
+            if not depth_path.is_file():
+                skip("depth frame missing", depth_path)
+                continue
+            if not pose_path.is_file():
+                skip("pose missing", pose_path)
+                continue
+            try:
+                pose = np.loadtxt(pose_path).reshape(4, 4)
+            except ValueError:
+                skip("pose unreadable", pose_path)
+                continue
+            if not np.isfinite(pose).all():
+                skip("pose not finite (-inf/nan)", pose_path)
+                continue
+            try:
+                with Image.open(depth_path) as im:
+                    depth_raw = np.asarray(im)
+                with Image.open(color_path) as im:
+                    color = np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
+            except OSError as exc:
+                skip(f"image unreadable ({exc.__class__.__name__})", color_path)
+                continue
+            if depth_raw.ndim != 2 or depth_raw.dtype != np.uint16:
+                skip("depth is not a single-channel uint16 PNG", depth_path)
+                continue
+            if expected and tuple(depth_raw.shape) != expected:
+                skip(f"depth size {depth_raw.shape[1]}x{depth_raw.shape[0]} != {expected[1]}x{expected[0]}", depth_path)
+                continue
+            depth = np.asarray(Image.fromarray(depth_raw).resize((w, h), Image.NEAREST), np.float32)
+            depths.append(depth / self.params["depth_scale"])
+            colors.append(color)
+            poses.append(np.linalg.inv(pose))
+            intr.append(scale_intrinsics(k_depth, depth_raw.shape[:2], (h, w)))
+            ids.append(i)
+        if not ids:
+            reasons = "; ".join(f"{r}: {len(p)}" for r, p in skipped.items()) or "no frames listed"
+            raise SceneError(f"no usable frame ({reasons})", self.frames_root / scene)
+        return {
+            "color": np.stack(colors).astype(np.uint8),
+            "depth": np.stack(depths).astype(np.float32),
+            "world_to_camera": np.stack(poses).astype(np.float64),
+            "intrinsics": np.stack(intr).astype(np.float64),
+            "frame_ids": np.asarray(ids, np.int32),
+            "image_hw": [h, w],
+            "skipped_frames": skipped,
+        }

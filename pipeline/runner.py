@@ -1,0 +1,298 @@
+"""Runs the stage graph with Dask: fingerprints, skip / resume / rebuild, per-scene failures.
+
+One task per scene (one for a global stage). A stage whose stored fingerprint matches and whose
+scenes are all done is skipped; an incomplete one resumes the scenes not yet done; a changed
+one is reset and rebuilt, and because fingerprints chain, exactly its downstream stages follow.
+A scene that fails is reported with its file and reason while the others finish.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import store
+from pipeline.errors import PipelineError, SceneError
+from pipeline.fingerprint import scene_fingerprint, stage_fingerprint
+from pipeline.stages import Dataset, Graph, Stage
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run: dataset, where its raw data and stores live, and how."""
+
+    dataset: str
+    data_root: Path
+    store_root: str
+    splits: tuple[str, ...] = ("train", "val")
+    scenes: tuple[str, ...] | None = None
+    limit: int | None = None
+    stages: tuple[str, ...] | None = None
+    force: tuple[str, ...] = ()
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    workers: int = 2
+    scheduler: str | None = None
+
+
+@dataclass
+class StagePlan:
+    """A stage resolved for one run: params, fingerprint, and why it will (not) run."""
+
+    stage: Stage
+    params: dict[str, Any]
+    fingerprint: str
+    reason: str
+
+
+@dataclass
+class StageReport:
+    """What happened to one stage."""
+
+    name: str
+    done: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _stage_params(graph: Graph, stage: Stage, dataset: Dataset, cfg: RunConfig) -> dict[str, Any]:
+    """Declared defaults < dataset overrides < command-line overrides, each checked."""
+    if stage.kind == "source":
+        values = {**cfg.overrides.get(stage.name, {})}
+        unknown = sorted(set(values) - set(dataset.reader_params))
+        if unknown:
+            raise PipelineError(
+                f"--set {stage.name}.{unknown[0]}: unknown param for dataset '{dataset.name}' "
+                f"(known: {', '.join(sorted(dataset.reader_params))})"
+            )
+        return {n: p.check(values.get(n, p.default), f"dataset '{dataset.name}'")
+                for n, p in dataset.reader_params.items()}
+    merged = {**dataset.stage_params.get(stage.name, {}), **cfg.overrides.get(stage.name, {})}
+    return stage.resolve_params(merged, f"stage '{stage.name}'")
+
+
+def plan(graph: Graph, cfg: RunConfig) -> list[StagePlan]:
+    """Resolve params and fingerprints of the stages to run, and why each would rerun."""
+    dataset = graph.dataset(cfg.dataset)
+    for name in (*cfg.overrides, *cfg.force, *(cfg.stages or ())):
+        if name not in graph.stages:
+            raise PipelineError(f"unknown stage '{name}' (known: {', '.join(graph.order)})")
+    names = graph.upstream(list(cfg.stages)) if cfg.stages else list(graph.order)
+    forced = {s for f in cfg.force for s in graph.downstream(f)}
+    fps: dict[str, str] = {}
+    plans = []
+    for name in names:
+        stage = graph.stages[name]
+        params = _stage_params(graph, stage, dataset, cfg)
+        extra = {"dataset": dataset.name, "reader": dataset.reader} if stage.kind == "source" else {}
+        fp = stage_fingerprint(name, stage.version, {**params, **extra}, {n: fps[n] for n in stage.needs})
+        fps[name] = fp
+        plans.append(StagePlan(stage, params, fp, _why(cfg.store_root, stage, params, fp, fps, name in forced)))
+    return plans
+
+
+def _why(store_root: str, stage: Stage, params: dict, fp: str, fps: dict, forced: bool) -> str:
+    """Human reason a stage's stored state does or does not match this run."""
+    if forced:
+        return "forced (--force)"
+    if not store.stage_exists(store_root, stage.name):
+        return "never run"
+    attrs = store.stage_attrs(store_root, stage.name)
+    if attrs.get("fingerprint") == fp:
+        return "up to date"
+    if attrs.get("version") != stage.version:
+        return f"code version {attrs.get('version')} -> {stage.version}"
+    old = attrs.get("params", {})
+    changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+    if changed:
+        return "params changed: " + ", ".join(f"{k} {old.get(k)!r} -> {params.get(k)!r}" for k in changed)
+    ups = sorted(n for n, f in attrs.get("upstream", {}).items() if fps.get(n) != f)
+    return f"upstream changed: {', '.join(ups)}" if ups else "fingerprint changed"
+
+
+def _make_reader(dataset_reader: str, data_root: str, params: dict[str, Any]) -> Any:
+    module, _, attr = dataset_reader.partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)(Path(data_root), params)
+
+
+def run_scene_task(
+    stage_name: str, function: str, kind: str, needs: tuple[tuple[str, bool], ...], store_root: str,
+    scene: str, params: dict[str, Any], fingerprint: str, source: tuple[str, str] | None,
+) -> tuple[str, str | None, float]:
+    """Compute and write one scene of one stage; returns (scene, failure line or None, seconds).
+
+    Runs on a Dask worker (or in-process): everything it needs travels as plain values.
+    """
+    t0 = time.perf_counter()
+    try:
+        module, _, attr = function.partition(":")
+        import importlib
+
+        fn = getattr(importlib.import_module(module), attr)
+        if kind == "source":
+            assert source is not None
+            out = fn(_make_reader(source[0], source[1], params), scene)
+        else:
+            inputs = {n: store.read_scene(store_root, n, store.GLOBAL if is_global else scene)
+                      for n, is_global in needs}
+            out = fn(inputs, params)
+        store.write_scene(store_root, stage_name, scene, out, fingerprint)
+    except SceneError as exc:
+        exc.scene = exc.scene or scene
+        return scene, exc.line(), time.perf_counter() - t0
+    except PipelineError as exc:
+        line = str(exc) if str(exc).startswith(f"scene {scene}") else f"scene {scene}: {exc}"
+        return scene, line, time.perf_counter() - t0
+    except Exception as exc:  # an unexpected bug: one line here, the traceback in a log file
+        log = _log_traceback(store_root, stage_name, scene)
+        return scene, f"scene {scene}: unexpected {type(exc).__name__}: {exc} (traceback: {log})", time.perf_counter() - t0
+    return scene, None, time.perf_counter() - t0
+
+
+def _log_traceback(store_root: str, stage: str, scene: str) -> str:
+    path = Path(store_root) / "logs" / stage / f"{scene}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+    except OSError:
+        return "not written: store is not a local folder"
+    return str(path)
+
+
+class Executor:
+    """Runs task lists in-process (workers=0) or on a Dask cluster started on first use."""
+
+    def __init__(self, workers: int, scheduler: str | None):
+        self.workers, self.scheduler = workers, scheduler
+        self._client: Any = None
+        self._cluster: Any = None
+
+    def map(self, tasks: list[tuple], on_done: Callable[[tuple], None]) -> None:
+        """Run ``run_scene_task(*args)`` for each args tuple; call ``on_done`` with each result."""
+        if self.workers == 0 and self.scheduler is None:
+            for args in tasks:
+                on_done(run_scene_task(*args))
+            return
+        from dask.distributed import as_completed
+
+        client = self._start()
+        futures = [client.submit(run_scene_task, *args, pure=False, key=f"{args[0]}-{args[5]}-{args[7]}")
+                   for args in tasks]
+        for fut in as_completed(futures):
+            on_done(fut.result())
+
+    def _start(self) -> Any:
+        if self._client is None:
+            from dask.distributed import Client, LocalCluster
+
+            if self.scheduler:
+                self._client = Client(self.scheduler)
+            else:
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                             processes=True, dashboard_address=None)
+                self._client = Client(self._cluster)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]:
+    """Run the planned stages in order; ``progress`` is a pipeline.progress.ProgressView or None."""
+    dataset = graph.dataset(cfg.dataset)
+    plans = plan(graph, cfg)
+    source = next((p for p in plans if p.stage.kind == "source"), None)
+    reader = _make_reader(dataset.reader, str(cfg.data_root), source.params) if source else None
+    scenes: list[str] = list(cfg.scenes or [])
+    if reader is not None and not scenes:
+        scenes = reader.scene_ids(list(cfg.splits))[: cfg.limit]
+    if not scenes and any(p.stage.kind != "global" for p in plans):
+        raise PipelineError(
+            f"no scenes found for dataset '{dataset.name}' under {cfg.data_root} (splits {', '.join(cfg.splits)})"
+        )
+    executor = Executor(cfg.workers, cfg.scheduler)
+    reports: list[StageReport] = []
+    scene_fps: dict[str, dict[str, str]] = {}
+    try:
+        for p in plans:
+            reports.append(_run_stage(p, cfg, dataset, reader, scenes, scene_fps, executor, progress))
+    finally:
+        executor.close()
+    return reports
+
+
+def _run_stage(p: StagePlan, cfg: RunConfig, dataset: Dataset, reader: Any, scenes: list[str],
+               scene_fps: dict[str, dict[str, str]], executor: Executor, progress: Any) -> StageReport:
+    stage, root = p.stage, cfg.store_root
+    report = StageReport(stage.name)
+    t0 = time.perf_counter()
+    if p.reason != "up to date":
+        store.reset_stage(root, stage.name, {
+            "fingerprint": p.fingerprint, "version": stage.version, "params": p.params, "kind": stage.kind,
+            "upstream": {n: f for n, f in ((n, store.stage_attrs(root, n).get("fingerprint")) for n in stage.needs)},
+            "dataset": dataset.name,
+        })
+    targets = [store.GLOBAL] if stage.kind == "global" else scenes
+    fps: dict[str, str] = {}
+    for scene in targets:
+        if stage.kind == "source":
+            inputs: Any = reader.manifest(scene)
+        else:
+            ups = [scene_fps[n].get(scene, scene_fps[n].get(store.GLOBAL)) for n in stage.needs]
+            if any(u is None for u in ups):
+                report.blocked += 1
+                continue
+            inputs = ups
+        fps[scene] = scene_fingerprint(p.fingerprint, inputs)
+    todo = [s for s in fps if not store.scene_done(root, stage.name, s, fps[s])]
+    report.skipped = len(fps) - len(todo)
+    failed: dict[str, str] = {}
+    source = (dataset.reader, str(cfg.data_root)) if stage.kind == "source" else None
+    needs = tuple((n, store.GLOBAL in scene_fps[n]) for n in stage.needs)
+    tasks = [(stage.name, stage.function, stage.kind, needs, root, s, p.params, fps[s], source) for s in todo]
+    task = progress.start(stage.name, len(fps), report.skipped) if progress else None
+
+    def on_done(result: tuple[str, str | None, float]) -> None:
+        scene, failure, _ = result
+        if failure:
+            failed[scene] = failure
+            fps.pop(scene, None)
+        else:
+            report.done += 1
+        if progress:
+            progress.advance(task, failure)
+
+    executor.map(tasks, on_done)
+    scene_fps[stage.name] = fps  # failed scenes were removed: downstream counts them as blocked
+    report.failed = failed
+    root_group = store.open_stage(root, stage.name, mode="a")
+    root_group.attrs["failed"] = report.failed
+    report.warnings = _frame_warnings(root, stage, todo, report.failed)
+    report.seconds = time.perf_counter() - t0
+    if progress:
+        progress.finish(task)
+    return report
+
+
+def _frame_warnings(root: str, stage: Stage, scenes: list[str], failed: dict[str, str]) -> list[str]:
+    """One line per scene whose source record skipped frames (e.g. -inf poses)."""
+    if stage.kind != "source":
+        return []
+    lines = []
+    for scene in scenes:
+        if scene in failed:
+            continue
+        skipped = store.stage_attrs(root, stage.name, scene).get("skipped_frames") or {}
+        for reason, files in skipped.items():
+            lines.append(f"scene {scene}: skipped {len(files)} frame(s): {reason} (e.g. {files[0]})")
+    return lines

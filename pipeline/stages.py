@@ -1,0 +1,239 @@
+"""Loads and validates stages.yaml: the stage graph, each stage's function and typed params.
+
+Configuration is data: this module turns it into frozen records and rejects, with one line that
+names the culprit, unknown stages or params, cycles, missing functions and wrong types.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+KINDS = ("source", "scene", "global")
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, list),
+}
+DEFAULT_STAGES_FILE = Path(__file__).resolve().parent.parent / "stages.yaml"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: type name, default, allowed values, whether None is allowed."""
+
+    name: str
+    type: str
+    default: Any
+    doc: str = ""
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+
+    def check(self, value: Any, where: str) -> Any:
+        """Return ``value`` converted to the declared type, or raise naming ``where``."""
+        if value is None and self.nullable:
+            return None
+        if self.type == "float" and _TYPES["int"](value):
+            value = float(value)
+        if not _TYPES[self.type](value):
+            raise PipelineError(
+                f"{where}: param '{self.name}' must be {self.type}"
+                f"{' or null' if self.nullable else ''}, got {value!r} ({type(value).__name__})"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise PipelineError(
+                f"{where}: param '{self.name}' must be one of {list(self.choices)}, got {value!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A node of the graph: what runs, per what, after which stages, with which params."""
+
+    name: str
+    function: str
+    kind: str
+    needs: tuple[str, ...]
+    version: int
+    params: Mapping[str, Param]
+    doc: str = ""
+
+    def resolve(self) -> Callable[..., Any]:
+        """Import the stage function named by ``module:function``."""
+        module, _, attr = self.function.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PipelineError(
+                f"stage '{self.name}': function '{self.function}' cannot be imported ({exc})"
+            ) from exc
+
+    def resolve_params(self, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Defaults updated by ``overrides``, every value type-checked."""
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise PipelineError(
+                f"{where}: unknown param '{unknown[0]}' for stage '{self.name}' "
+                f"(known: {', '.join(sorted(self.params)) or 'none'})"
+            )
+        return {
+            name: p.check(overrides.get(name, p.default), where) for name, p in self.params.items()
+        }
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset entry: its reader, class list and per-stage param overrides."""
+
+    name: str
+    reader: str
+    classes: str
+    reader_params: Mapping[str, Param]
+    stage_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    generator: Mapping[str, Any] | None = None
+
+    def resolve_reader(self) -> Callable[..., Any]:
+        """Import the reader class named by ``module:Class``."""
+        module, _, attr = self.reader.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PipelineError(f"dataset '{self.name}': reader '{self.reader}' cannot be imported ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class Graph:
+    """All stages in topological order plus the dataset table."""
+
+    stages: Mapping[str, Stage]
+    order: tuple[str, ...]
+    datasets: Mapping[str, Dataset]
+
+    def dataset(self, name: str) -> Dataset:
+        """The dataset entry called ``name``, or a clear error listing the known ones."""
+        if name not in self.datasets:
+            raise PipelineError(
+                f"unknown dataset '{name}' (known: {', '.join(sorted(self.datasets))})"
+            )
+        return self.datasets[name]
+
+    def downstream(self, name: str) -> list[str]:
+        """``name`` and every stage that depends on it, in run order."""
+        hit = {name}
+        for stage in self.order:
+            if hit & set(self.stages[stage].needs):
+                hit.add(stage)
+        return [s for s in self.order if s in hit]
+
+    def upstream(self, names: list[str]) -> list[str]:
+        """``names`` and everything they need, in run order."""
+        want: set[str] = set()
+        todo = list(names)
+        while todo:
+            s = todo.pop()
+            if s not in want:
+                want.add(s)
+                todo.extend(self.stages[s].needs)
+        return [s for s in self.order if s in want]
+
+
+def _params(raw: Any, where: str) -> dict[str, Param]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{where}: 'params' must be a mapping of name -> {{type, default}}")
+    out = {}
+    for name, spec in raw.items():
+        here = f"{where}: param '{name}'"
+        if not isinstance(spec, dict) or "type" not in spec or "default" not in spec:
+            raise PipelineError(f"{here} needs 'type' and 'default'")
+        unknown = set(spec) - {"type", "default", "doc", "choices", "nullable"}
+        if unknown:
+            raise PipelineError(f"{here}: unknown key '{sorted(unknown)[0]}'")
+        if spec["type"] not in _TYPES:
+            raise PipelineError(f"{here}: unknown type '{spec['type']}' (use {', '.join(_TYPES)})")
+        choices = spec.get("choices")
+        param = Param(name, spec["type"], spec["default"], spec.get("doc", ""),
+                      tuple(choices) if choices is not None else None, bool(spec.get("nullable", False)))
+        param.check(param.default, f"{where} (default)")
+        out[name] = param
+    return out
+
+
+def _expect_keys(raw: Any, allowed: set[str], required: set[str], where: str) -> None:
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{where}: must be a mapping")
+    unknown = set(raw) - allowed
+    if unknown:
+        raise PipelineError(f"{where}: unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(allowed))})")
+    missing = required - set(raw)
+    if missing:
+        raise PipelineError(f"{where}: missing key '{sorted(missing)[0]}'")
+
+
+def parse_graph(raw: Any, source: str = "stages.yaml") -> Graph:
+    """Validate the parsed YAML document and build the graph."""
+    _expect_keys(raw, {"stages", "datasets"}, {"stages", "datasets"}, source)
+    stages: dict[str, Stage] = {}
+    for name, spec in (raw["stages"] or {}).items():
+        where = f"{source}: stage '{name}'"
+        _expect_keys(spec, {"function", "kind", "needs", "version", "params", "doc"},
+                     {"function", "kind", "version"}, where)
+        if spec["kind"] not in KINDS:
+            raise PipelineError(f"{where}: kind must be one of {', '.join(KINDS)}, got {spec['kind']!r}")
+        if ":" not in str(spec["function"]):
+            raise PipelineError(f"{where}: function must be 'module:function', got {spec['function']!r}")
+        if not _TYPES["int"](spec["version"]):
+            raise PipelineError(f"{where}: version must be an int")
+        needs = tuple(spec.get("needs") or ())
+        stages[name] = Stage(name, str(spec["function"]), spec["kind"], needs, spec["version"],
+                             _params(spec.get("params"), where), spec.get("doc", ""))
+    for stage in stages.values():
+        for need in stage.needs:
+            if need not in stages:
+                raise PipelineError(f"{source}: stage '{stage.name}' needs unknown stage '{need}'")
+            if stage.kind == "global" and stages[need].kind != "global":
+                raise PipelineError(
+                    f"{source}: global stage '{stage.name}' cannot need per-scene stage '{need}'"
+                )
+        if stage.kind == "source" and stage.needs:
+            raise PipelineError(f"{source}: source stage '{stage.name}' cannot need other stages")
+    try:
+        order = tuple(TopologicalSorter({s.name: s.needs for s in stages.values()}).static_order())
+    except CycleError as exc:
+        raise PipelineError(f"{source}: the stages form a cycle: {' -> '.join(exc.args[1])}") from exc
+
+    datasets: dict[str, Dataset] = {}
+    for name, spec in (raw["datasets"] or {}).items():
+        where = f"{source}: dataset '{name}'"
+        _expect_keys(spec, {"reader", "classes", "params", "stages", "generator"}, {"reader", "classes"}, where)
+        overrides = spec.get("stages") or {}
+        for stage_name, values in overrides.items():
+            if stage_name not in stages:
+                raise PipelineError(f"{where}: overrides unknown stage '{stage_name}'")
+            stages[stage_name].resolve_params(values or {}, where)
+        datasets[name] = Dataset(name, spec["reader"], spec["classes"], _params(spec.get("params"), where),
+                                 overrides, spec.get("generator"))
+    return Graph(stages, order, datasets)
+
+
+def load_graph(path: str | Path | None = None) -> Graph:
+    """Read and validate a stages file (default: the repository's stages.yaml)."""
+    path = Path(path) if path else DEFAULT_STAGES_FILE
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise PipelineError(f"stages file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
+    return parse_graph(raw, str(path.name))

@@ -1,0 +1,145 @@
+"""Zarr layout of the stage stores: one store per stage, one group per scene, done markers last.
+
+Layout: ``<store_root>/<stage>.zarr/<scene>/<array>``; global stages write the group ``_global``.
+The stage root's attributes hold the stage fingerprint and the last run's failures; a scene
+group's ``done`` attribute holds the fingerprint it was written under and is set only after every
+array of the scene is written, so a killed run never leaves a scene that looks complete.
+"""
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+from zarr.codecs import ZstdCodec
+
+from pipeline.errors import PipelineError
+
+GLOBAL = "_global"
+CHUNK_BYTES = 4 << 20
+_COMPRESSORS = (ZstdCodec(level=3),)
+
+
+def _is_url(root: str) -> bool:
+    return "://" in root and not root.startswith("file://")
+
+
+def stage_url(store_root: str | Path, stage: str) -> str:
+    """Path (or fsspec URL) of one stage's Zarr store."""
+    root = str(store_root)
+    if root.startswith("file://"):
+        root = root[len("file://"):]
+    if _is_url(root):
+        return posixpath.join(root, f"{stage}.zarr")
+    return str(Path(root) / f"{stage}.zarr")
+
+
+def _store(store_root: str | Path, stage: str, read_only: bool) -> Any:
+    url = stage_url(store_root, stage)
+    if _is_url(url):
+        return zarr.storage.FsspecStore.from_url(url, read_only=read_only)
+    return zarr.storage.LocalStore(url, read_only=read_only)
+
+
+def stage_exists(store_root: str | Path, stage: str) -> bool:
+    """True when the stage's store has been created."""
+    try:
+        zarr.open_group(_store(store_root, stage, True), mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
+    return True
+
+
+def open_stage(store_root: str | Path, stage: str, mode: str = "r") -> zarr.Group:
+    """The root group of a stage's store (``mode='a'`` creates it)."""
+    try:
+        return zarr.open_group(_store(store_root, stage, mode == "r"), mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise PipelineError(
+            f"stage '{stage}' has no store at {stage_url(store_root, stage)}: run the pipeline first"
+        ) from exc
+
+
+def reset_stage(store_root: str | Path, stage: str, attrs: Mapping[str, Any]) -> None:
+    """Delete a stage's store and start it anew with ``attrs`` (fingerprint, params...)."""
+    root = zarr.open_group(_store(store_root, stage, False), mode="w")
+    root.attrs.update(dict(attrs))
+
+
+def _chunks(arr: np.ndarray) -> tuple[int, ...]:
+    """Chunk along the first axis only, about CHUNK_BYTES per chunk (one frame per chunk for images)."""
+    if arr.ndim == 0:
+        return ()
+    row_bytes = max(1, arr.dtype.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64)))
+    rows = int(max(1, min(arr.shape[0], CHUNK_BYTES // row_bytes)))
+    return (max(rows, 1),) + tuple(max(1, s) for s in arr.shape[1:])
+
+
+def write_scene(
+    store_root: str | Path, stage: str, scene: str, outputs: Mapping[str, Any], fingerprint: str
+) -> None:
+    """Write one scene's outputs: arrays as Zarr arrays, other values as attributes, ``done`` last."""
+    root = open_stage(store_root, stage, mode="a")
+    group = root.create_group(scene, overwrite=True)
+    attrs: dict[str, Any] = {}
+    for name, value in outputs.items():
+        if isinstance(value, np.ndarray):
+            group.create_array(
+                name, data=np.ascontiguousarray(value), chunks=_chunks(value),
+                compressors=_COMPRESSORS,
+            )
+        else:
+            attrs[name] = value
+    group.attrs.update(attrs)
+    group.attrs["done"] = fingerprint
+
+
+def scene_done(store_root: str | Path, stage: str, scene: str, fingerprint: str) -> bool:
+    """True when ``scene`` was completely written under ``fingerprint``."""
+    try:
+        group = open_stage(store_root, stage)[scene]
+    except (KeyError, PipelineError):
+        return False
+    return group.attrs.get("done") == fingerprint
+
+
+def done_scenes(store_root: str | Path, stage: str) -> list[str]:
+    """Scenes of a stage whose writing finished (a changed stage fingerprint resets the store)."""
+    if not stage_exists(store_root, stage):
+        return []
+    root = open_stage(store_root, stage)
+    return sorted(name for name, group in root.groups() if name != GLOBAL and group.attrs.get("done"))
+
+
+def open_scene(store_root: str | Path, stage: str, scene: str) -> dict[str, zarr.Array]:
+    """Lazy arrays of one finished scene; refuses a half-written or stale one."""
+    root = open_stage(store_root, stage)
+    if scene not in root:
+        raise PipelineError(f"scene {scene}: not in stage '{stage}' at {stage_url(store_root, stage)}")
+    group = root[scene]
+    if not group.attrs.get("done"):
+        raise PipelineError(f"scene {scene}: stage '{stage}' is incomplete for this scene; rerun the pipeline")
+    return dict(group.arrays())
+
+
+def open_global(store_root: str | Path, stage: str) -> dict[str, zarr.Array]:
+    """Lazy arrays of a global stage (e.g. the text embeddings)."""
+    return open_scene(store_root, stage, GLOBAL)
+
+
+def stage_attrs(store_root: str | Path, stage: str, scene: str | None = None) -> dict[str, Any]:
+    """Attributes of a stage root, or of one scene group when ``scene`` is given."""
+    root = open_stage(store_root, stage)
+    node = root if scene is None else root[scene]
+    return dict(node.attrs)
+
+
+def read_scene(store_root: str | Path, stage: str, scene: str) -> dict[str, Any]:
+    """One finished scene fully in memory: arrays and attributes in one dict."""
+    arrays = {name: arr[...] for name, arr in open_scene(store_root, stage, scene).items()}
+    attrs = {k: v for k, v in stage_attrs(store_root, stage, scene).items() if k != "done"}
+    return {**attrs, **arrays}

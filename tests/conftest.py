@@ -1,0 +1,28 @@
+"""Shared fixtures: a toy pipeline for runner tests and generated synthetic data."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A toy dataset of 4 scenes, its stages file, a store root and a call log."""
+    from toy_pipeline import STAGES_YAML
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(4):
+        (raw / f"s{i}.txt").write_text(" ".join(str(i + k) for k in range(5)))
+    stages = tmp_path / "stages.yaml"
+    stages.write_text(STAGES_YAML)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("TOY_LOG", str(log))
+    return {"raw": raw, "stages": stages, "store": str(tmp_path / "stores"), "log": log}
