@@ -27,6 +27,7 @@ DataRootOpt = Annotated[Path | None, typer.Option(help="Raw data root [default: 
 StoreRootOpt = Annotated[str | None, typer.Option(help="Store root, a folder or fsspec URL [default: data/stores/<dataset>].")]
 StagesFileOpt = Annotated[Path | None, typer.Option("--stages-file", help="Stage graph [default: the repository's stages.yaml].")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: STAGE.PARAM=VALUE (YAML value). Repeatable.")]
+VariantOpt = Annotated[list[str] | None, typer.Option("--variant", help="Use a declared stage variant: STAGE=VARIANT (e.g. pseudo=simulated). Repeatable.")]
 SplitOpt = Annotated[str, typer.Option(help="Comma-separated splits to process.")]
 
 
@@ -54,6 +55,16 @@ def _config(graph: Graph, dataset: str, data_root: Path | None, store_root: str 
         store_root=store_root or str(Path("data/stores") / dataset),
         **kw,
     )
+
+
+def _variants(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        stage, eq, variant = item.partition("=")
+        if not eq or not stage or not variant:
+            raise typer.BadParameter(f"'{item}' is not STAGE=VARIANT", param_hint="--variant")
+        out[stage] = variant
+    return out
 
 
 def _csv(value: str | None) -> tuple[str, ...] | None:
@@ -86,6 +97,7 @@ def run_cmd(
     stages: Annotated[str | None, typer.Option(help="Comma-separated stages to run (with what they need).")] = None,
     force: Annotated[list[str] | None, typer.Option(help="Recompute STAGE and its downstream stages. Repeatable.")] = None,
     set_: SetOpt = None,
+    variant: VariantOpt = None,
     generate: Annotated[int | None, typer.Option(help="Synthetic datasets: scenes to generate when DATA_ROOT is missing.")] = None,
     stages_file: StagesFileOpt = None,
 ) -> None:
@@ -94,7 +106,7 @@ def run_cmd(
         graph = load_graph(stages_file)
         cfg = _config(graph, dataset, data_root, store_root, splits=_csv(split) or (), scenes=_csv(scenes),
                       limit=limit, stages=_csv(stages), force=tuple(force or ()), overrides=_overrides(set_),
-                      workers=workers, scheduler=scheduler)
+                      variants=_variants(variant), workers=workers, scheduler=scheduler)
         _generate_if_missing(graph, cfg, generate)
         lock = StoreLock(cfg.store_root) if "://" not in cfg.store_root else None
         if lock:
@@ -125,12 +137,14 @@ def status(
     data_root: DataRootOpt = None,
     store_root: StoreRootOpt = None,
     set_: SetOpt = None,
+    variant: VariantOpt = None,
     stages_file: StagesFileOpt = None,
 ) -> None:
     """Per stage: done scenes, failures, and whether (and why) the next run recomputes it."""
     try:
         graph = load_graph(stages_file)
-        cfg = _config(graph, dataset, data_root, store_root, overrides=_overrides(set_))
+        cfg = _config(graph, dataset, data_root, store_root, overrides=_overrides(set_),
+                      variants=_variants(variant))
         plans = plan(graph, cfg)
     except PipelineError as exc:
         _fail(str(exc))

@@ -33,6 +33,7 @@ class RunConfig:
     stages: tuple[str, ...] | None = None
     force: tuple[str, ...] = ()
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    variants: Mapping[str, str] = field(default_factory=dict)
     workers: int = 2
     scheduler: str | None = None
 
@@ -82,14 +83,17 @@ def plan(graph: Graph, cfg: RunConfig) -> list[StagePlan]:
     for name in (*cfg.overrides, *cfg.force, *(cfg.stages or ())):
         if name not in graph.stages:
             raise PipelineError(f"unknown stage '{name}' (known: {', '.join(graph.order)})")
-    names = graph.upstream(list(cfg.stages)) if cfg.stages else list(graph.order)
+    graph = graph.with_variants({**dataset.variants, **cfg.variants})
+    names = graph.upstream(list(cfg.stages or graph.targets))
     forced = {s for f in cfg.force for s in graph.downstream(f)}
     fps: dict[str, str] = {}
     plans = []
     for name in names:
         stage = graph.stages[name]
         params = _stage_params(graph, stage, dataset, cfg)
-        extra = {"dataset": dataset.name, "reader": dataset.reader} if stage.kind == "source" else {}
+        extra = {"function": stage.function, "variant": stage.variant}
+        if stage.kind == "source":
+            extra.update(dataset=dataset.name, reader=dataset.reader)
         fp = stage_fingerprint(name, stage.version, {**params, **extra}, {n: fps[n] for n in stage.needs})
         fps[name] = fp
         plans.append(StagePlan(stage, params, fp, _why(cfg.store_root, stage, params, fp, fps, name in forced)))
@@ -105,6 +109,8 @@ def _why(store_root: str, stage: Stage, params: dict, fp: str, fps: dict, forced
     attrs = store.stage_attrs(store_root, stage.name)
     if attrs.get("fingerprint") == fp:
         return "up to date"
+    if attrs.get("variant", "default") != stage.variant:
+        return f"variant {attrs.get('variant', 'default')} -> {stage.variant}"
     if attrs.get("version") != stage.version:
         return f"code version {attrs.get('version')} -> {stage.version}"
     old = attrs.get("params", {})
@@ -240,7 +246,7 @@ def _run_stage(p: StagePlan, cfg: RunConfig, dataset: Dataset, reader: Any, scen
         store.reset_stage(root, stage.name, {
             "fingerprint": p.fingerprint, "version": stage.version, "params": p.params, "kind": stage.kind,
             "upstream": {n: f for n, f in ((n, store.stage_attrs(root, n).get("fingerprint")) for n in stage.needs)},
-            "dataset": dataset.name,
+            "dataset": dataset.name, "variant": stage.variant,
         })
     targets = [store.GLOBAL] if stage.kind == "global" else scenes
     fps: dict[str, str] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
     "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
 }
 DEFAULT_STAGES_FILE = Path(__file__).resolve().parent.parent / "stages.yaml"
 
@@ -67,6 +68,8 @@ class Stage:
     version: int
     params: Mapping[str, Param]
     doc: str = ""
+    variants: Mapping[str, Stage] = field(default_factory=dict)
+    variant: str = "default"
 
     def resolve(self) -> Callable[..., Any]:
         """Import the stage function named by ``module:function``."""
@@ -101,6 +104,7 @@ class Dataset:
     reader_params: Mapping[str, Param]
     stage_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     generator: Mapping[str, Any] | None = None
+    variants: Mapping[str, str] = field(default_factory=dict)
 
     def resolve_reader(self) -> Callable[..., Any]:
         """Import the reader class named by ``module:Class``."""
@@ -118,6 +122,21 @@ class Graph:
     stages: Mapping[str, Stage]
     order: tuple[str, ...]
     datasets: Mapping[str, Dataset]
+    targets: tuple[str, ...] = ()
+
+    def with_variants(self, chosen: Mapping[str, str]) -> Graph:
+        """The graph with some stages replaced by a declared variant (e.g. pseudo=simulated)."""
+        stages = dict(self.stages)
+        for name, variant in chosen.items():
+            if name not in stages:
+                raise PipelineError(f"variant for unknown stage '{name}' (known: {', '.join(self.order)})")
+            if variant == "default":
+                continue
+            if variant not in stages[name].variants:
+                known = ", ".join(["default", *stages[name].variants])
+                raise PipelineError(f"stage '{name}' has no variant '{variant}' (known: {known})")
+            stages[name] = stages[name].variants[variant]
+        return Graph(stages, _order(stages, "variants"), self.datasets, self.targets)
 
     def dataset(self, name: str) -> Dataset:
         """The dataset entry called ``name``, or a clear error listing the known ones."""
@@ -183,22 +202,17 @@ def _expect_keys(raw: Any, allowed: set[str], required: set[str], where: str) ->
 
 def parse_graph(raw: Any, source: str = "stages.yaml") -> Graph:
     """Validate the parsed YAML document and build the graph."""
-    _expect_keys(raw, {"stages", "datasets"}, {"stages", "datasets"}, source)
+    _expect_keys(raw, {"stages", "datasets", "targets", "anchors"}, {"stages", "datasets"}, source)
     stages: dict[str, Stage] = {}
     for name, spec in (raw["stages"] or {}).items():
         where = f"{source}: stage '{name}'"
-        _expect_keys(spec, {"function", "kind", "needs", "version", "params", "doc"},
-                     {"function", "kind", "version"}, where)
-        if spec["kind"] not in KINDS:
-            raise PipelineError(f"{where}: kind must be one of {', '.join(KINDS)}, got {spec['kind']!r}")
-        if ":" not in str(spec["function"]):
-            raise PipelineError(f"{where}: function must be 'module:function', got {spec['function']!r}")
-        if not _TYPES["int"](spec["version"]):
-            raise PipelineError(f"{where}: version must be an int")
-        needs = tuple(spec.get("needs") or ())
-        stages[name] = Stage(name, str(spec["function"]), spec["kind"], needs, spec["version"],
-                             _params(spec.get("params"), where), spec.get("doc", ""))
-    for stage in stages.values():
+        stages[name] = _stage(name, spec, where)
+        for vname, vspec in (spec.get("variants") or {}).items():
+            base = {k: v for k, v in spec.items() if k not in ("variants", "params", "doc")}
+            variant = _stage(name, {**base, **(vspec or {})}, f"{where}: variant '{vname}'", vname)
+            stages[name] = replace(stages[name], variants={**stages[name].variants, vname: variant})
+    everything = [s for st in stages.values() for s in (st, *st.variants.values())]
+    for stage in everything:
         for need in stage.needs:
             if need not in stages:
                 raise PipelineError(f"{source}: stage '{stage.name}' needs unknown stage '{need}'")
@@ -208,23 +222,50 @@ def parse_graph(raw: Any, source: str = "stages.yaml") -> Graph:
                 )
         if stage.kind == "source" and stage.needs:
             raise PipelineError(f"{source}: source stage '{stage.name}' cannot need other stages")
-    try:
-        order = tuple(TopologicalSorter({s.name: s.needs for s in stages.values()}).static_order())
-    except CycleError as exc:
-        raise PipelineError(f"{source}: the stages form a cycle: {' -> '.join(exc.args[1])}") from exc
+    order = _order(stages, source)
+    targets = tuple(raw.get("targets") or order)
+    for t in targets:
+        if t not in stages:
+            raise PipelineError(f"{source}: target '{t}' is not a stage")
 
     datasets: dict[str, Dataset] = {}
     for name, spec in (raw["datasets"] or {}).items():
         where = f"{source}: dataset '{name}'"
-        _expect_keys(spec, {"reader", "classes", "params", "stages", "generator"}, {"reader", "classes"}, where)
+        _expect_keys(spec, {"reader", "classes", "params", "stages", "generator", "variants"},
+                     {"reader", "classes"}, where)
         overrides = spec.get("stages") or {}
-        for stage_name, values in overrides.items():
+        for stage_name in overrides:
             if stage_name not in stages:
                 raise PipelineError(f"{where}: overrides unknown stage '{stage_name}'")
-            stages[stage_name].resolve_params(values or {}, where)
+        variants = dict(spec.get("variants") or {})
         datasets[name] = Dataset(name, spec["reader"], spec["classes"], _params(spec.get("params"), where),
-                                 overrides, spec.get("generator"))
-    return Graph(stages, order, datasets)
+                                 overrides, spec.get("generator"), variants)
+        graph = Graph(stages, order, datasets, targets).with_variants(variants)
+        for stage_name, values in overrides.items():
+            graph.stages[stage_name].resolve_params(values or {}, where)
+    return Graph(stages, order, datasets, targets)
+
+
+def _stage(name: str, spec: Any, where: str, variant: str = "default") -> Stage:
+    """One stage record from its YAML mapping, validated."""
+    _expect_keys(spec, {"function", "kind", "needs", "version", "params", "doc", "variants"},
+                 {"function", "kind", "version"}, where)
+    if spec["kind"] not in KINDS:
+        raise PipelineError(f"{where}: kind must be one of {', '.join(KINDS)}, got {spec['kind']!r}")
+    if ":" not in str(spec["function"]):
+        raise PipelineError(f"{where}: function must be 'module:function', got {spec['function']!r}")
+    if not _TYPES["int"](spec["version"]):
+        raise PipelineError(f"{where}: version must be an int")
+    return Stage(name, str(spec["function"]), spec["kind"], tuple(spec.get("needs") or ()), spec["version"],
+                 _params(spec.get("params"), where), spec.get("doc", ""), variant=variant)
+
+
+def _order(stages: Mapping[str, Stage], source: str) -> tuple[str, ...]:
+    """Topological order of the stages, or a clear error naming the cycle."""
+    try:
+        return tuple(TopologicalSorter({s.name: s.needs for s in stages.values()}).static_order())
+    except CycleError as exc:
+        raise PipelineError(f"{source}: the stages form a cycle: {' -> '.join(exc.args[1])}") from exc
 
 
 def load_graph(path: str | Path | None = None) -> Graph:

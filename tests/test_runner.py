@@ -169,3 +169,16 @@ def test_second_concurrent_run_is_refused(toy):
                 pass
     with StoreLock(toy["store"]):  # released after the first run
         pass
+
+
+def test_variant_replaces_stage_and_invalidates_downstream(toy):
+    _run(toy)
+    toy["log"].unlink()
+    reports = _run(toy, variants={"double": "negate"})
+    assert reports["double"].done == 4 and reports["shifted"].done == 4 and reports["scenes"].skipped == 4
+    np.testing.assert_allclose(_values(toy)["s1"], -(np.arange(5) + 1.0) + 10.0)
+    graph = load_graph(toy["stages"])
+    cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"])
+    assert {p.stage.name: p.reason for p in plan(graph, cfg)}["double"] == "variant negate -> default"
+    with pytest.raises(Exception, match="stage 'double' has no variant 'halve' \\(known: default, negate\\)"):
+        _run(toy, variants={"double": "halve"})

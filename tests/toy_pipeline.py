@@ -47,6 +47,11 @@ def double_stage(inputs: dict, params: dict) -> dict[str, Any]:
     return {"values": inputs["scenes"]["values"] * params["factor"]}
 
 
+def negate_stage(inputs: dict, params: dict) -> dict[str, Any]:
+    _log("negate")
+    return {"values": -inputs["scenes"]["values"]}
+
+
 def offset_stage(inputs: dict, params: dict) -> dict[str, Any]:
     _log("offset")
     return {"offset": np.array([params["offset"]], np.float64)}
@@ -72,6 +77,9 @@ stages:
     params:
       factor: {type: float, default: 2.0}
       sleep: {type: float, default: 0.0}
+    variants:
+      negate:
+        function: "toy_pipeline:negate_stage"
   offset:
     function: "toy_pipeline:offset_stage"
     kind: global
