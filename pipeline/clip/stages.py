@@ -1,0 +1,91 @@
+"""Stage adapters: `text` (global, class embeddings) and `features` (per scene, MaskCLIP)."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+
+from pipeline.clip.maskclip import dense_features
+from pipeline.clip.model import load_clip
+from pipeline.clip.templates import PROMPT_TEMPLATES
+from pipeline.clip.text import text_embeddings, validate_class_names
+from pipeline.errors import PipelineError, SceneError
+
+CLASSES_DIR = Path(__file__).resolve().parents[2] / "data" / "classes"
+
+
+def text_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Prompt-ensembled text embeddings f32[C,D] of the class set, with its class names."""
+    names = read_class_names(params["classes"])
+    model, tokenizer = _model(params)
+    with _inference(model):
+        embeddings = text_embeddings(model, tokenizer, names, list(PROMPT_TEMPLATES))
+    return {"embeddings": embeddings, "class_names": names}
+
+
+def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mapping[str, Any]) -> dict[str, Any]:
+    """MaskCLIP features f16[K,h,w,D] of a scene's frames, batched, at patch resolution."""
+    color = inputs["scenes"]["color"]
+    if color.ndim != 4 or color.shape[-1] != 3 or color.dtype != np.uint8:
+        raise SceneError(f"frames color must be u8[K,H,W,3], got {color.dtype}{list(color.shape)}")
+    model, _ = _model(params)
+    patch_hw = tuple(model.visual.patch_size)
+    if color.shape[1] < patch_hw[0] or color.shape[2] < patch_hw[1]:
+        raise SceneError(f"frames of {color.shape[1]}x{color.shape[2]} are smaller than a {patch_hw} patch")
+    batch_size = int(params.get("batch_size", 8))
+    if batch_size < 1:
+        raise PipelineError(f"features batch_size must be >= 1, got {batch_size}")
+    grid_hw = (color.shape[1] // patch_hw[0], color.shape[2] // patch_hw[1])
+    out = np.empty((color.shape[0], *grid_hw, model.visual.output_dim), dtype=np.float16)
+    device = next(model.parameters()).device
+    mean, std = _mean_std(model, device)
+    with _inference(model):
+        for start in range(0, color.shape[0], batch_size):
+            frames = torch.from_numpy(np.ascontiguousarray(color[start:start + batch_size])).to(device)
+            images = (frames.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+            out[start:start + len(frames)] = dense_features(model, images).half().cpu().numpy()
+    return {"features": out, "patch_size": list(patch_hw)}
+
+
+def read_class_names(classes: str | Sequence[str]) -> list[str]:
+    """Class names from data/classes/<name>.txt (one per line, order = label id) or an inline list."""
+    if isinstance(classes, str):
+        path = CLASSES_DIR / f"{classes}.txt"
+        if not path.is_file():
+            known = sorted(p.stem for p in CLASSES_DIR.glob("*.txt"))
+            raise PipelineError(f"unknown class set {classes!r}; known: {', '.join(known)} (in {CLASSES_DIR})")
+        classes = path.read_text(encoding="utf-8").splitlines()
+    return validate_class_names(classes)
+
+
+def _model(params: Mapping[str, Any]) -> tuple[torch.nn.Module, Any]:
+    """The stage's (cached) CLIP model and tokenizer from its params."""
+    return load_clip(
+        model_name=params.get("model_name", "ViT-B-16"),
+        pretrained=str(params.get("pretrained", "openai")),
+        checkpoint=params.get("checkpoint") or None,
+        device=str(params.get("device", "auto")),
+        model_config=params.get("model_config") or None,
+    )
+
+
+def _mean_std(model: torch.nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP's input normalisation (the model's own when it declares one) as [1,3,1,1] tensors."""
+    mean = getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+    std = getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+    shape = (1, 3, 1, 1)
+    return (torch.tensor(mean, device=device).reshape(shape), torch.tensor(std, device=device).reshape(shape))
+
+
+@contextlib.contextmanager
+def _inference(model: torch.nn.Module) -> Iterator[None]:
+    """Inference mode, with fp16 autocast when the model is on CUDA."""
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.float16) if on_cuda else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        yield

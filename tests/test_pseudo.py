@@ -1,0 +1,110 @@
+"""Pseudo labels (Eq. 1's l_ij): exact on ground-truth features, bilinear/nearest as PyTorch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import SceneError
+from pipeline.labels.pairs import pairs_stage
+from pipeline.labels.pseudo import pseudo_labels, pseudo_stage
+
+NUM_CLASSES, WIDTH = 20, 32
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """n random L2-normalised f32 vectors."""
+    x = rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def wall_scene(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A 10 cm grid of points on the wall z=4 seen by four cameras; at most one point per pixel."""
+    g = np.arange(-2.0, 2.001, 0.1)
+    xs, ys = np.meshgrid(g, g)
+    points = np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, 4.0)], 1).astype(np.float32)
+    poses = []
+    for k in range(4):
+        a = 0.3 * k
+        pose = np.eye(4)
+        pose[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+        pose[:2, 3] = rng.uniform(-0.5, 0.5, 2)
+        poses.append(pose)
+    hw = (64, 96)
+    intr = np.array([[80.0, 0.0, 48.0], [0.0, 80.0, 32.0], [0.0, 0.0, 1.0]])
+    return {"points": points, "labels": rng.integers(0, NUM_CLASSES, len(points)).astype(np.int16),
+            "world_to_camera": np.stack(poses), "intrinsics": np.stack([intr] * 4),
+            "depth": np.full((4, *hw), 4.0, np.float32), "color": np.zeros((4, *hw, 3), np.uint8)}
+
+
+PAIR_PARAMS = {"min_depth": 0.0, "border": 0, "depth_abs_tol": 0.05, "depth_rel_tol": None,
+               "occlusion": False}
+
+
+def test_ground_truth_features_give_ground_truth_labels():
+    rng = np.random.default_rng(0)
+    scene = wall_scene(rng)
+    text = unit_rows(rng, NUM_CLASSES, WIDTH)
+    pairs = pairs_stage({"scenes": scene}, PAIR_PARAMS)
+    off = pairs["frame_offsets"]
+    frame = np.repeat(np.arange(4), np.diff(off))
+    row, col = pairs["pixel"][:, 0], pairs["pixel"][:, 1]
+    assert len(np.unique(np.stack([frame, row, col]), axis=1).T) == len(frame)  # one per pixel
+    pixel_class = rng.integers(0, NUM_CLASSES, (4, 64, 96))
+    pixel_class[frame, row, col] = scene["labels"][pairs["point"]]
+    features = text[pixel_class].astype(np.float16)  # patch = pixel: h, w = H, W
+    out = pseudo_stage({"features": {"features": features}, "text": {"embeddings": text},
+                        "pairs": pairs, "scenes": scene}, {"sampling": "bilinear",
+                                                           "temperature": 100.0})
+    assert len(frame) > 3000
+    assert out["label"].dtype == np.uint8 and out["confidence"].dtype == np.float16
+    np.testing.assert_array_equal(out["label"], scene["labels"][pairs["point"]])
+    assert np.all(out["confidence"] > 0.99)
+
+
+def every_pixel(num_frames: int, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels i16[P,2] and frame offsets covering every pixel of every frame."""
+    rows, cols = np.mgrid[0:hw[0], 0:hw[1]]
+    one = np.stack([rows.ravel(), cols.ravel()], 1)
+    return (np.tile(one, (num_frames, 1)).astype(np.int16),
+            np.arange(num_frames + 1, dtype=np.int64) * len(one))
+
+
+def torch_reference(features, text, hw, mode, temperature):
+    """Labels and confidences from PyTorch upsampled features dotted with the text."""
+    f = torch.from_numpy(features.astype(np.float32)).permute(0, 3, 1, 2)
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    up = torch.nn.functional.interpolate(f, size=hw, mode=mode, **kw)
+    scores = torch.einsum("kdhw,cd->khwc", up, torch.from_numpy(text)).reshape(-1, len(text))
+    top2 = scores.topk(2, dim=1).values
+    conf = torch.softmax(temperature * scores, dim=1).max(dim=1).values
+    return scores.argmax(1).numpy(), conf.numpy(), (top2[:, 0] - top2[:, 1]).numpy()
+
+
+@pytest.mark.parametrize(("sampling", "torch_mode", "hw"), [
+    ("bilinear", "bilinear", (48, 64)), ("bilinear", "bilinear", (50, 70)),
+    ("nearest", "nearest-exact", (48, 64)), ("nearest", "nearest-exact", (50, 70))])
+def test_sampling_matches_pytorch_upsampling(sampling, torch_mode, hw):
+    rng = np.random.default_rng(1)
+    features = unit_rows(rng, 3 * 6 * 8, WIDTH).reshape(3, 6, 8, WIDTH).astype(np.float16)
+    text = unit_rows(rng, NUM_CLASSES, WIDTH)
+    pixels, offsets = every_pixel(3, hw)
+    labels, conf = pseudo_labels(features, text, pixels, offsets, hw, sampling=sampling,
+                                 temperature=30.0, frames_per_chunk=2)
+    ref_labels, ref_conf, margin = torch_reference(features, text, hw, torch_mode, 30.0)
+    clear = margin > 1e-4
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(labels[clear], ref_labels[clear])
+    np.testing.assert_allclose(conf.astype(np.float32), ref_conf, rtol=2e-3, atol=1e-4)
+
+
+def test_stage_rejects_mismatched_frames():
+    rng = np.random.default_rng(2)
+    pixels, offsets = every_pixel(2, (16, 16))
+    inputs = {"features": {"features": np.zeros((3, 2, 2, WIDTH), np.float16)},
+              "text": {"embeddings": unit_rows(rng, NUM_CLASSES, WIDTH)},
+              "pairs": {"point": np.zeros(len(pixels), np.int32), "pixel": pixels,
+                        "frame_offsets": offsets},
+              "scenes": {"color": np.zeros((2, 16, 16, 3), np.uint8)}}
+    with pytest.raises(SceneError, match="3 frames"):
+        pseudo_stage(inputs, {})
