@@ -1,0 +1,191 @@
+"""Felzenszwalb-Huttenlocher segmentation of a triangle mesh by normal smoothness (Sec. 3.2).
+
+The graph, weights and merge rules are those of ScanNet's mesh segmentator, which produced the
+`_vh_clean_2.0.010000.segs.json` over-segmentations: one edge per face side, weight
+`1 - n_a . n_b` (squared where the surface is convex along the edge), Kruskal-order merging
+under the threshold `w + k / |C|`, then a pass in the same edge order that merges every
+component smaller than `seg_min_verts` into a neighbour. Edges of equal weight keep face
+order (the sort is stable), which makes the result deterministic.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from pipeline.geometry.normals import running_mean_vertex_normals
+
+_DIGIT_BITS = 11
+
+
+def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = 0.01,
+                 seg_min_verts: int = 20) -> np.ndarray:
+    """Set id per vertex (i32[N], ids 0..S-1 in order of first vertex); unused vertices are singletons."""
+    v = np.ascontiguousarray(vertices, dtype=np.float32)
+    f = np.ascontiguousarray(faces, dtype=np.int32)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be [N,3], got shape {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must be [F,3], got shape {f.shape}")
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise ValueError(f"faces index vertices outside [0, {len(v)})")
+    return _segment(v, f, np.float32(k_thresh), int(seg_min_verts))
+
+
+@numba.njit(cache=True)
+def _segment(vertices: np.ndarray, faces: np.ndarray, k_thresh: np.float32,
+             seg_min_verts: int) -> np.ndarray:
+    """The whole pipeline on validated arrays: normals, graph, sort, two merge passes."""
+    normals = running_mean_vertex_normals(vertices, faces)
+    a, b = mesh_edges(faces)
+    w = edge_weights(vertices, normals, a, b)
+    order = radix_argsort(float_sort_keys(w), 32)
+    a, b, w = a[order], b[order], w[order]
+    parent = np.arange(vertices.shape[0], dtype=np.int32)
+    size = np.ones(vertices.shape[0], dtype=np.int32)
+    merge_by_threshold(parent, size, a, b, w, k_thresh)
+    merge_small(parent, size, a, b, seg_min_verts)
+    return component_ids(parent)
+
+
+@numba.njit(cache=True)
+def mesh_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Three directed edges per face (i1,i2), (i1,i3), (i3,i2); shared sides appear twice."""
+    n = faces.shape[0]
+    a = np.empty(3 * n, dtype=np.int32)
+    b = np.empty(3 * n, dtype=np.int32)
+    for f in range(n):
+        a[3 * f], b[3 * f] = faces[f, 0], faces[f, 1]
+        a[3 * f + 1], b[3 * f + 1] = faces[f, 0], faces[f, 2]
+        a[3 * f + 2], b[3 * f + 2] = faces[f, 2], faces[f, 1]
+    return a, b
+
+
+@numba.njit(cache=True, error_model="numpy")
+def edge_weights(vertices: np.ndarray, normals: np.ndarray, a: np.ndarray,
+                 b: np.ndarray) -> np.ndarray:
+    """`1 - n_a . n_b`, squared when n_b points along a->b (a convex edge), in float32."""
+    one = np.float32(1.0)
+    w = np.empty(a.shape[0], dtype=np.float32)
+    for e in range(a.shape[0]):
+        i, j = a[e], b[e]
+        dx = vertices[j, 0] - vertices[i, 0]
+        dy = vertices[j, 1] - vertices[i, 1]
+        dz = vertices[j, 2] - vertices[i, 2]
+        dd = np.sqrt(dx * dx + dy * dy + dz * dz)
+        dx /= dd
+        dy /= dd
+        dz /= dd
+        dot = normals[i, 0] * normals[j, 0] + normals[i, 1] * normals[j, 1] + normals[i, 2] * normals[j, 2]
+        along = normals[j, 0] * dx + normals[j, 1] * dy + normals[j, 2] * dz
+        ww = one - dot
+        if along > 0:
+            ww = ww * ww
+        w[e] = ww
+    return w
+
+
+@numba.njit(cache=True)
+def float_sort_keys(w: np.ndarray) -> np.ndarray:
+    """Unsigned keys whose integer order is the numeric order of float32 `w` (NaN last)."""
+    keys = np.empty(w.shape[0], dtype=np.uint64)
+    bits = (w + np.float32(0.0)).view(np.uint32)  # + 0 turns -0 into +0
+    for i in range(w.shape[0]):
+        u = np.uint64(bits[i])
+        if w[i] != w[i]:
+            keys[i] = np.uint64(0xFFFFFFFF)
+            continue
+        keys[i] = (u ^ np.uint64(0xFFFFFFFF)) if u >= np.uint64(0x80000000) else (u | np.uint64(0x80000000))
+    return keys
+
+
+@numba.njit(cache=True)
+def radix_argsort(keys: np.ndarray, key_bits: int) -> np.ndarray:
+    """Stable argsort of unsigned integer keys below 2**key_bits (LSD radix, 11-bit digits)."""
+    n = keys.shape[0]
+    perm = np.arange(n, dtype=np.int64)
+    cur = keys.copy()
+    nxt_perm = np.empty(n, dtype=np.int64)
+    nxt = np.empty(n, dtype=np.uint64)
+    radix = 1 << _DIGIT_BITS
+    mask = np.uint64(radix - 1)
+    counts = np.empty(radix, dtype=np.int64)
+    for shift in range(0, key_bits, _DIGIT_BITS):
+        s = np.uint64(shift)
+        counts[:] = 0
+        for i in range(n):
+            counts[(cur[i] >> s) & mask] += 1
+        if n == 0 or counts[(cur[0] >> s) & mask] == n:
+            continue  # every key has this digit: the pass would not move anything
+        total = 0
+        for d in range(radix):
+            c = counts[d]
+            counts[d] = total
+            total += c
+        for i in range(n):
+            d = (cur[i] >> s) & mask
+            k = counts[d]
+            counts[d] = k + 1
+            nxt[k] = cur[i]
+            nxt_perm[k] = perm[i]
+        cur, nxt = nxt, cur
+        perm, nxt_perm = nxt_perm, perm
+    return perm
+
+
+@numba.njit(cache=True)
+def _find(parent: np.ndarray, x: int) -> int:
+    """Root of x, halving the path on the way."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@numba.njit(cache=True)
+def _union(parent: np.ndarray, size: np.ndarray, ra: int, rb: int) -> int:
+    """Join two roots (the larger component stays root); returns the new root."""
+    if size[ra] < size[rb]:
+        ra, rb = rb, ra
+    parent[rb] = ra
+    size[ra] += size[rb]
+    return ra
+
+
+@numba.njit(cache=True)
+def merge_by_threshold(parent: np.ndarray, size: np.ndarray, a: np.ndarray, b: np.ndarray,
+                       w: np.ndarray, k: np.float32) -> None:
+    """Kruskal-order merging: join when w <= both components' `w_last + k / |C|` thresholds."""
+    thresh = np.full(parent.shape[0], k, dtype=np.float32)
+    for e in range(a.shape[0]):
+        ra = _find(parent, a[e])
+        rb = _find(parent, b[e])
+        if ra != rb and w[e] <= thresh[ra] and w[e] <= thresh[rb]:
+            r = _union(parent, size, ra, rb)
+            thresh[r] = w[e] + k / np.float32(size[r])
+
+
+@numba.njit(cache=True)
+def merge_small(parent: np.ndarray, size: np.ndarray, a: np.ndarray, b: np.ndarray,
+                min_size: int) -> None:
+    """In edge order, join the two sides of every edge while either side is below `min_size`."""
+    for e in range(a.shape[0]):
+        ra = _find(parent, a[e])
+        rb = _find(parent, b[e])
+        if ra != rb and (size[ra] < min_size or size[rb] < min_size):
+            _union(parent, size, ra, rb)
+
+
+@numba.njit(cache=True)
+def component_ids(parent: np.ndarray) -> np.ndarray:
+    """Consecutive component id per element, numbered by first element."""
+    n = parent.shape[0]
+    ids = np.empty(n, dtype=np.int32)
+    of_root = np.full(n, -1, dtype=np.int32)
+    nxt = 0
+    for i in range(n):
+        r = _find(parent, i)
+        if of_root[r] < 0:
+            of_root[r] = nxt
+            nxt += 1
+        ids[i] = of_root[r]
+    return ids
