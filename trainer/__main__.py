@@ -1,0 +1,4 @@
+"""`python -m trainer ...` runs the CLI."""
+from trainer.cli import app
+
+app()

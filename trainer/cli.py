@@ -1,0 +1,144 @@
+"""Command line: `hicl-train fit|eval|predict` (also `typer trainer run ...`, `python -m trainer`).
+
+Heavy imports (torch, MinkowskiEngine) happen inside the commands, so `--help` is instant.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trainer.config import ConfigError, TrainConfig, load_config
+
+app = typer.Typer(
+    name="hicl-train", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="Train, evaluate and run the label-free 3D segmentation model (hierarchical intra-modal "
+         "correlation learning).")
+console = Console()
+
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", "-c", help="YAML config file or preset name (trainer/presets: scannet, nuscenes, "
+                           "synthetic-scannet, ablation-I..V).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="Override one key: --set epochs=3 --set intra_scene=false (repeatable).")]
+CheckpointOpt = Annotated[Path, typer.Option(
+    "--checkpoint", help="A best.pt/last.pt file; its saved config is the starting point.")]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn input problems into one red line and exit code 1 (no traceback)."""
+    from pipeline.errors import PipelineError
+    from trainer.checkpoint import CheckpointError
+
+    try:
+        yield
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except (CheckpointError, PipelineError, FileNotFoundError, KeyError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _config_from_checkpoint(checkpoint: Path, config: str | None, overrides: list[str] | None) -> TrainConfig:
+    """The checkpoint's config, then a config file, then --set overrides."""
+    from trainer.checkpoint import load
+
+    return load_config(config, overrides or [], base=load(checkpoint)["config"])
+
+
+def _print_iou(result: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, value in result["iou"].items():
+        table.add_row(name, "-" if value is None else f"{100 * value:.1f}")
+    table.add_section()
+    table.add_row("[bold]mIoU[/bold]", f"[bold]{100 * result['miou']:.1f}[/bold]")
+    console.print(table)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    with _user_errors():
+        return fn()
+
+
+@app.command()
+def fit(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run from <run>/last.pt.")] = False,
+    until_epoch: Annotated[int | None, typer.Option(
+        help="Stop after this epoch (time-limited jobs); continue later with --resume.")] = None,
+) -> None:
+    """Train the 3D model (Sec. 3.4 schedule); checkpoints and metrics go to <runs_root>/<name>."""
+    from trainer.engine import fit as run_fit
+
+    if config is None:
+        raise typer.BadParameter("--config is required (a YAML file or a preset name)")
+
+    def go() -> None:
+        cfg = load_config(config, overrides or [])
+        summary = run_fit(cfg, resume=resume, until_epoch=until_epoch, console=console)
+        last = summary.get("last", {})
+        if "iou" in last:
+            _print_iou(last, f"{cfg.name}: epoch {summary['epoch']}")
+        console.print(f"run folder: {summary['run_dir']}  best mIoU: {summary['best_miou']:.4f}")
+
+    _run(go)
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: CheckpointOpt,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Per-class IoU and mIoU of a checkpoint on val_split, at full point resolution."""
+    from trainer.engine import evaluate as run_eval
+
+    def go() -> None:
+        cfg = _config_from_checkpoint(checkpoint, config, overrides)
+        result = run_eval(cfg, checkpoint, console=console)
+        _print_iou(result, f"{checkpoint} on {result['scenes']} scenes")
+        if output is not None:
+            output.write_text(json.dumps(result, indent=1))
+
+    _run(go)
+
+
+@app.command()
+def predict(
+    checkpoint: CheckpointOpt,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    scenes: Annotated[str | None, typer.Option(
+        help="Comma-separated scene ids (default: the config's val_split).")] = None,
+    classes: Annotated[str | None, typer.Option(
+        help="Any class list, 'a,b,c' or a file with one name per line (default: the training "
+             "classes); embedded with CLIP.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default <run>/predictions).")] = None,
+    clip_model: Annotated[str, typer.Option(help="open_clip model for new class lists.")] = "ViT-B-16",
+    clip_pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag.")] = "openai",
+    clip_checkpoint: Annotated[str | None, typer.Option(help="Local CLIP weights file.")] = None,
+) -> None:
+    """Labels per point (<scene>.labels.npy) and a coloured PLY per scene, for any class list."""
+    from trainer.data import resolve_scenes
+    from trainer.predict import predict as run_predict
+
+    def go() -> None:
+        cfg = _config_from_checkpoint(checkpoint, config, overrides)
+        ids = ([s.strip() for s in scenes.split(",") if s.strip()] if scenes
+               else resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"))
+        result = run_predict(cfg, checkpoint, out or cfg.run_dir / "predictions", ids, classes,
+                             clip_model, clip_pretrained, clip_checkpoint)
+        console.print(f"wrote {result['scenes']} scenes to {result['out_dir']}")
+
+    _run(go)

@@ -1,0 +1,251 @@
+"""Streams scenes from the stage stores, voxelises, augments and collates batches for ME.
+
+One item is one scene, read array by array from lazy Zarr handles opened in the worker that
+reads it (no store is read whole; at most one scene per item is in memory). Training items
+carry the pairs mapped to voxels (each pair's point -> its voxel, keeping the pair's label)
+and the voxels sampled for the correlation transformers; evaluation items carry the
+point -> voxel inverse map and ground truth for full-resolution metrics.
+
+A sampled voxel's label is the majority label of its pairs (ties -> lowest class id); voxels
+without pairs have no label and are never sampled. A voxel's set id is its representative
+point's (the one ME's quantisation keeps). Determinism: item randomness (augmentation,
+sampling) comes from `default_rng([seed, epoch, position, index])` and the scene order of an epoch
+from `seed + epoch`, so any epoch can be replayed exactly, e.g. after `--resume`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pipeline import store
+from trainer.config import ConfigError, TrainConfig
+from trainer.me_compat import ME
+from trainer.sampling import sample_by_set
+
+
+def read_text(store_root: str, stage: str) -> tuple[np.ndarray, list[str]]:
+    """Text embeddings f32[C, D] and class names of a global text stage."""
+    embeddings = np.asarray(store.open_global(store_root, stage)["embeddings"][...], np.float32)
+    names = store.stage_attrs(store_root, stage, store.GLOBAL).get("class_names")
+    names = list(names) if names else [f"class{c}" for c in range(len(embeddings))]
+    if len(names) != len(embeddings):
+        raise ConfigError(f"classes: stage '{stage}' has {len(embeddings)} embeddings "
+                          f"but {len(names)} class names")
+    return embeddings, names
+
+
+def resolve_scenes(split: str | list[str], store_root: str, stage: str, key: str) -> list[str]:
+    """Scene ids of a split: explicit list, split file, or 'all' done scenes of `stage`."""
+    if isinstance(split, list):
+        scenes = list(split)
+    elif split == "all":
+        scenes = store.done_scenes(store_root, stage)
+    else:
+        path = Path(split)
+        if not path.is_file():
+            raise ConfigError(f"{key}: '{split}' is neither 'all', a list of scenes nor a file")
+        lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+        scenes = [line for line in lines if line]
+    if not scenes:
+        raise ConfigError(f"{key}: no scenes (stage '{stage}' under {store_root})")
+    return scenes
+
+
+def augment(points: np.ndarray, rng: np.random.Generator, scale_range: Sequence[float]) -> np.ndarray:
+    """Random rotation about z, random x/y flips and uniform scaling (training only)."""
+    theta = rng.uniform(0.0, 2.0 * np.pi)
+    c, s = np.cos(theta), np.sin(theta)
+    rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    flips = np.where(rng.random(3) < 0.5, -1.0, 1.0)
+    flips[2] = 1.0
+    scale = rng.uniform(scale_range[0], scale_range[1])
+    return (points @ (rotation * flips[None, :] * scale).T).astype(np.float32)
+
+
+def voxelize(points: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel coords i32[V,3], representative point per voxel i64[V], point -> voxel i64[N]."""
+    coords, unique, inverse = ME.utils.sparse_quantize(
+        np.ascontiguousarray(points, dtype=np.float32), quantization_size=voxel_size,
+        return_index=True, return_inverse=True)
+    return coords.numpy().astype(np.int32), unique.numpy().astype(np.int64), inverse.numpy().astype(np.int64)
+
+
+def majority_label(pair_voxel: np.ndarray, pair_label: np.ndarray, num_voxels: int,
+                   num_classes: int) -> np.ndarray:
+    """i64[V]: most frequent pair label per voxel (lowest id on ties), -1 without pairs."""
+    counts = np.bincount(pair_voxel * num_classes + pair_label,
+                         minlength=num_voxels * num_classes).reshape(num_voxels, num_classes)
+    return np.where(counts.any(1), counts.argmax(1), -1)
+
+
+def point_features(arrays: dict[str, np.ndarray], lidar: bool) -> np.ndarray:
+    """f32[N, F]: colour in [-0.5, 0.5] (+ intensity / 255 for LiDAR)."""
+    feats = [arrays["colors"].astype(np.float32) / 255.0 - 0.5]
+    if lidar:
+        feats.append(arrays["intensity"].astype(np.float32)[:, None] / 255.0)
+    return np.concatenate(feats, axis=1)
+
+
+class SceneDataset(Dataset):
+    """Voxelised scenes indexed by (epoch, position in epoch, scene index): reproducible draws."""
+
+    def __init__(self, cfg: TrainConfig, scenes: Sequence[str], num_classes: int, train: bool):
+        self.cfg, self.scenes, self.num_classes, self.train = cfg, list(scenes), num_classes, train
+        self._handles: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_handles": {}}  # each worker opens its own handles
+
+    def _read(self, stage: str, scene: str, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The named arrays of one scene, opened lazily and read one by one."""
+        key = (stage, scene)
+        if key not in self._handles:
+            self._handles[key] = store.open_scene(self.cfg.store_root, stage, scene)
+        handles = self._handles[key]
+        missing = [n for n in names if n not in handles]
+        if missing:
+            raise KeyError(f"scene {scene}: stage '{stage}' has no array {missing}")
+        return {n: handles[n][...] for n in names}
+
+    def _pairs(self, scene: str, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Point index and label of each supervising pair with a valid label."""
+        if self.cfg.label_stage == "gt":
+            point = np.flatnonzero(labels >= 0)
+            label = labels[point].astype(np.int64)
+        else:
+            point = self._read("pairs", scene, ["point"])["point"].astype(np.int64)
+            label = self._read(self.cfg.label_stage, scene, ["label"])["label"].astype(np.int64)
+            if len(label) != len(point):
+                raise ValueError(f"scene {scene}: {len(label)} labels for {len(point)} pairs")
+        keep = (label >= 0) & (label < self.num_classes)
+        return point[keep], label[keep]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        epoch, position, index = key
+        cfg, scene = self.cfg, self.scenes[index]
+        lidar = cfg.dataset == "nuscenes"
+        names = ["points", "colors"] + (["intensity"] if lidar else [])
+        if not self.train or cfg.label_stage == "gt":
+            names.append("labels")
+        arrays = self._read("scenes", scene, names)
+        rng = np.random.default_rng([cfg.seed, epoch, position, index])
+        points = arrays["points"].astype(np.float32)
+        if self.train and cfg.augment:
+            points = augment(points, rng, cfg.scale_range)
+        coords, unique, inverse = voxelize(points, cfg.voxel_size)
+        item: dict[str, Any] = {
+            "scene": scene, "coords": coords, "feats": point_features(arrays, lidar)[unique]}
+        if not self.train:
+            item["inverse"] = inverse
+            item["point_labels"] = arrays["labels"].astype(np.int64)
+            return item
+        point, label = self._pairs(scene, arrays.get("labels"))
+        item["pair_voxel"], item["pair_label"] = inverse[point], label
+        if cfg.uses_samples:
+            set_id = self._read("geosets", scene, ["set_id"])["set_id"]
+            voxel_label = majority_label(inverse[point], label, len(coords), self.num_classes)
+            chosen = sample_by_set(set_id[unique], voxel_label >= 0, cfg.samples_per_scene, rng)
+            item["sample_voxel"], item["sample_label"] = chosen, voxel_label[chosen]
+        return item
+
+
+class EpochBatchSampler(Sampler):
+    """Batches of (epoch, position, scene index); set `epoch` before iterating. Order = f(seed, epoch)."""
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, loop: int = 1):
+        self.size, self.batch_size, self.shuffle, self.seed, self.loop = size, batch_size, shuffle, seed, loop
+        self.epoch = 1
+
+    def order(self) -> np.ndarray:
+        """Scene indices of the current epoch (`loop` passes, each shuffled if training)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        passes = [rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+                  for _ in range(self.loop)]
+        return np.concatenate(passes)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = self.order()
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            yield [(self.epoch, start + k, int(i)) for k, i in enumerate(chunk)]
+
+    def __len__(self) -> int:
+        return -(-self.size * self.loop // self.batch_size)
+
+
+@dataclass
+class Batch:
+    """B scenes concatenated (offsets, no padding); voxel indices are global to the batch."""
+
+    scenes: list[str]
+    coords: torch.Tensor                      # i32[V, 4]: batch index, x, y, z
+    feats: torch.Tensor                       # f32[V, F]
+    offsets: torch.Tensor                     # i64[B+1] voxel offsets per scene
+    pair_voxel: torch.Tensor | None = None    # i64[P]
+    pair_label: torch.Tensor | None = None    # i64[P]
+    sample_voxel: torch.Tensor | None = None  # i64[S]
+    sample_label: torch.Tensor | None = None  # i64[S]
+    sample_offsets: torch.Tensor | None = None  # i64[B+1]
+    inverse: torch.Tensor | None = None       # i64[N] point -> voxel
+    point_labels: torch.Tensor | None = None  # i64[N]
+    point_offsets: torch.Tensor | None = None  # i64[B+1]
+
+    def to(self, device: torch.device) -> Batch:
+        """Tensors moved to `device`."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[name] = value.to(device, non_blocking=True)
+        return Batch(**moved)
+
+
+def _offsets(sizes: Sequence[int]) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+
+
+def _cat(items: Sequence[dict[str, Any]], key: str, shift: torch.Tensor | None = None) -> torch.Tensor:
+    parts = [torch.from_numpy(item[key]) for item in items]
+    if shift is not None:
+        parts = [p + shift[b] for b, p in enumerate(parts)]
+    return torch.cat(parts)
+
+
+def collate(items: Sequence[dict[str, Any]]) -> Batch:
+    """Concatenate scenes: ME batched coordinates, offsets, indices shifted by voxel offsets."""
+    offsets = _offsets([len(item["coords"]) for item in items])
+    batch = Batch(
+        scenes=[item["scene"] for item in items],
+        coords=ME.utils.batched_coordinates([torch.from_numpy(item["coords"]) for item in items],
+                                            dtype=torch.int32),
+        feats=_cat(items, "feats"), offsets=offsets)
+    if "pair_voxel" in items[0]:
+        batch.pair_voxel, batch.pair_label = _cat(items, "pair_voxel", offsets), _cat(items, "pair_label")
+    if "sample_voxel" in items[0]:
+        batch.sample_voxel = _cat(items, "sample_voxel", offsets)
+        batch.sample_label = _cat(items, "sample_label")
+        batch.sample_offsets = _offsets([len(item["sample_voxel"]) for item in items])
+    if "inverse" in items[0]:
+        batch.inverse = _cat(items, "inverse", offsets)
+        batch.point_labels = _cat(items, "point_labels")
+        batch.point_offsets = _offsets([len(item["inverse"]) for item in items])
+    return batch
+
+
+def make_loader(cfg: TrainConfig, dataset: SceneDataset, shuffle: bool,
+                loop: int = 1) -> tuple[DataLoader, EpochBatchSampler]:
+    """A DataLoader over `dataset` with worker prefetching, and its epoch-aware batch sampler."""
+    sampler = EpochBatchSampler(len(dataset), cfg.batch_size, shuffle, cfg.seed, loop)
+    workers = cfg.num_workers
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+        prefetch_factor=cfg.prefetch_factor if workers else None, persistent_workers=workers > 0)
+    return loader, sampler

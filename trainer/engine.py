@@ -1,0 +1,298 @@
+"""Training and evaluation: the three-phase schedule, optimisers, checkpoints, resume, logging.
+
+One step (Sec. 3.4): the 3D model's features f_m give Eq. 1 on every pair; in the correlation
+phase the sampled voxels' features go through the intra-scene transformer (Eq. 3-4) and/or the
+inter-scene transformer (Eq. 7, fed the intra output when both are on), each with its own
+Eq. 4 loss; in the feedback phase Eq. 8 pulls f_m of the sampled voxels towards the last
+transformer's output. The step loss is the mean of the active terms. SGD (3D model + head) and
+AdamW (transformers), both with cosine decay over all steps of the run.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from trainer import checkpoint
+from trainer.config import ConfigError, TrainConfig, save_config
+from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
+from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
+from trainer.me_compat import ME
+from trainer.metrics import confusion_matrix, iou_per_class, mean_iou
+from trainer.models import Correlation, PointEncoder, input_channels, signature
+from trainer.models.correlation import inter_scene, intra_scene
+from trainer.runlog import RunLog
+from trainer.schedule import ActiveTerms, active_terms
+
+
+def pick_device(name: str) -> torch.device:
+    """auto|cpu|cuda -> device; CUDA needs both torch and MinkowskiEngine built with it."""
+    usable = torch.cuda.is_available() and ME.is_cuda_available()
+    if name == "auto":
+        return torch.device("cuda" if usable else "cpu")
+    if name == "cuda" and not usable:
+        raise ConfigError("device: cuda requested but torch or MinkowskiEngine has no CUDA support")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (model initialisation)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Models:
+    """The 3D model, the transformers and the fixed text embeddings, on one device."""
+
+    encoder: PointEncoder
+    correlation: Correlation
+    text: torch.Tensor          # f32[C, D], fixed
+    class_names: list[str]
+    signature: dict[str, Any]
+
+    def train(self, mode: bool = True) -> None:
+        """Train/eval mode of every module."""
+        self.encoder.train(mode)
+        self.correlation.train(mode)
+
+
+def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None = None,
+                 class_names: list[str] | None = None) -> Models:
+    """Models seeded by cfg.seed; text embeddings from the store unless given."""
+    if text is None:
+        text, class_names = read_text(cfg.store_root, cfg.classes)
+    seed_everything(cfg.seed)
+    dim = text.shape[1]
+    encoder = PointEncoder(input_channels(cfg), dim).to(device)
+    correlation = Correlation(cfg, dim).to(device)
+    return Models(encoder, correlation, torch.from_numpy(np.asarray(text, np.float32)).to(device),
+                  list(class_names), signature(cfg, dim, len(text)))
+
+
+def compute_losses(models: Models, batch: Batch, terms: ActiveTerms,
+                   temperature: float) -> dict[str, torch.Tensor]:
+    """The active loss terms of one batch (a term without data, e.g. no pairs, is left out)."""
+    text = models.text
+    feats = models.encoder(batch.coords, batch.feats)
+    losses: dict[str, torch.Tensor] = {}
+    if len(batch.pair_voxel):
+        losses["cross_modal"] = cross_modal_ce(feats, text, batch.pair_voxel, batch.pair_label)
+    if not terms.correlation or batch.sample_voxel is None or not len(batch.sample_voxel):
+        return losses
+    sampled = feats[batch.sample_voxel]
+    aggregated = sampled
+    if terms.intra_scene:
+        aggregated = intra_scene(models.correlation.intra, aggregated, batch.sample_offsets)
+        losses["intra_scene"] = correlation_ce(aggregated, text, batch.sample_label)
+    if terms.inter_scene:
+        aggregated = inter_scene(models.correlation.inter, aggregated)
+        losses["inter_scene"] = correlation_ce(aggregated, text, batch.sample_label)
+    if terms.feedback:
+        losses["feedback"] = feedback_kl(sampled, aggregated, text, temperature)
+    return losses
+
+
+@dataclass
+class Optimizers:
+    """SGD for the 3D model, AdamW for the transformers (None if both are off), cosine decay."""
+
+    sgd: torch.optim.SGD
+    adamw: torch.optim.AdamW | None
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler]
+
+    def zero_grad(self) -> None:
+        """Clear gradients of every parameter."""
+        for opt in self.all():
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """One optimiser step and one scheduler step each (AdamW skips params without grads)."""
+        for opt in self.all():
+            opt.step()
+        for sched in self.schedulers:
+            sched.step()
+
+    def all(self) -> list[torch.optim.Optimizer]:
+        """The optimisers in use."""
+        return [self.sgd] + ([self.adamw] if self.adamw is not None else [])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimiser and scheduler states."""
+        return {"optimizers": [o.state_dict() for o in self.all()],
+                "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
+        for opt, saved in zip(self.all(), state["optimizers"], strict=True):
+            opt.load_state_dict(saved)
+        for sched, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(saved)
+
+
+def build_optimizers(cfg: TrainConfig, models: Models, total_steps: int) -> Optimizers:
+    """SGD lr_3d (momentum, wd) and AdamW lr_transformer, cosine-decayed to 0 over the run."""
+    sgd = torch.optim.SGD(models.encoder.parameters(), lr=cfg.lr_3d, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    params = list(models.correlation.parameters())
+    adamw = torch.optim.AdamW(params, lr=cfg.lr_transformer,
+                              weight_decay=cfg.weight_decay_transformer) if params else None
+    steps = max(1, total_steps)
+    schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+                  for opt in [sgd] + ([adamw] if adamw is not None else [])]
+    return Optimizers(sgd, adamw, schedulers)
+
+
+@torch.no_grad()
+def predict_points(models: Models, batch: Batch) -> torch.Tensor:
+    """i64[N] predicted class per point: argmax <f, T> of its voxel (Eq. 1 logits)."""
+    feats = models.encoder(batch.coords, batch.feats)
+    return (feats @ models.text.t()).argmax(1)[batch.inverse]
+
+
+def evaluate_loader(models: Models, loader, device: torch.device,
+                    progress: RunLog | None = None) -> np.ndarray:
+    """Confusion matrix over every scene of an evaluation loader, at point resolution."""
+    models.train(False)
+    num_classes = len(models.class_names)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    task = progress.progress.add_task("eval", total=len(loader), loss=math.nan) if progress else None
+    for batch in loader:
+        batch = batch.to(device)
+        pred = predict_points(models, batch).cpu().numpy()
+        confusion += confusion_matrix(pred, batch.point_labels.cpu().numpy(), num_classes)
+        if progress:
+            progress.progress.advance(task)
+    if progress:
+        progress.progress.remove_task(task)
+    return confusion
+
+
+def eval_loader(cfg: TrainConfig, scenes: list[str], num_classes: int):
+    """DataLoader over evaluation scenes (no augmentation, one pass, fixed order)."""
+    loader, _ = make_loader(cfg, SceneDataset(cfg, scenes, num_classes, train=False), shuffle=False)
+    return loader
+
+
+def iou_record(confusion: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """mIoU and per-class IoU (None where undefined) for logging."""
+    iou = iou_per_class(confusion)
+    return {"miou": mean_iou(confusion),
+            "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=True)}}
+
+
+def _checkpoint_state(cfg: TrainConfig, models: Models, optimizers: Optimizers, epoch: int,
+                      step: int, best: float) -> dict[str, Any]:
+    return {
+        "format": checkpoint.FORMAT, "signature": models.signature, "config": cfg.to_dict(),
+        "class_names": models.class_names, "text": models.text.cpu(),
+        "epoch": epoch, "step": step, "best_miou": best,
+        "encoder": models.encoder.state_dict(), "correlation": models.correlation.state_dict(),
+        "optim": optimizers.state_dict(), "rng": checkpoint.rng_state(),
+    }
+
+
+def load_encoder(models: Models, path: Path) -> dict[str, Any]:
+    """Load a checkpoint's 3D model into `models` after checking its part of the signature."""
+    state = checkpoint.load(path)
+    keys = ("backbone", "in_channels", "embed_dim")  # the class list may differ (open vocabulary)
+    checkpoint.check_signature(path, {k: state["signature"].get(k) for k in keys},
+                               {k: models.signature[k] for k in keys})
+    models.encoder.load_state_dict(state["encoder"])
+    return state
+
+
+def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
+        console: Console | None = None) -> dict[str, Any]:
+    """Train as configured; returns a summary (run dir, last epoch, best and last mIoU).
+
+    `until_epoch` stops after that epoch (a time-limited job); `--resume` continues it.
+    """
+    run_dir = cfg.run_dir
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if last_path.exists() and not resume:
+        raise checkpoint.CheckpointError(
+            f"{run_dir} already holds a run: pass --resume to continue it or choose another name")
+    device = pick_device(cfg.device)
+    models = build_models(cfg, device)
+    num_classes = len(models.class_names)
+    scene_stage = "scenes" if cfg.label_stage == "gt" else cfg.label_stage
+    train_scenes = resolve_scenes(cfg.train_split, cfg.store_root, scene_stage, "train_split")
+    train_set = SceneDataset(cfg, train_scenes, num_classes, train=True)
+    loader, sampler = make_loader(cfg, train_set, shuffle=True, loop=cfg.loop)
+    val = None
+    if cfg.eval_every:
+        val = eval_loader(cfg, resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"),
+                          num_classes)
+    optimizers = build_optimizers(cfg, models, cfg.epochs * len(loader))
+    start, step, best = 1, 0, -math.inf
+    if resume:
+        state = checkpoint.load(last_path)
+        checkpoint.check_signature(last_path, state["signature"], models.signature)
+        checkpoint.check_resumable(last_path, state["config"], cfg.to_dict())
+        models.encoder.load_state_dict(state["encoder"])
+        models.correlation.load_state_dict(state["correlation"])
+        optimizers.load_state_dict(state["optim"])
+        checkpoint.set_rng_state(state["rng"])
+        start, step, best = state["epoch"] + 1, state["step"], state["best_miou"]
+    save_config(cfg, run_dir / "config.yaml")
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "epoch": start - 1, "best_miou": best}
+    with RunLog(run_dir, cfg.progress, console) as log:
+        for epoch in range(start, cfg.epochs + 1):
+            terms = active_terms(cfg, epoch)
+            sampler.epoch = epoch
+            models.train(True)
+            task = log.progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(loader), loss=math.nan)
+            epoch_start, total, steps = time.perf_counter(), 0.0, 0
+            for batch in loader:
+                losses = compute_losses(models, batch.to(device), terms, cfg.feedback_temperature)
+                if not losses:
+                    continue
+                loss = torch.stack(list(losses.values())).mean()
+                optimizers.zero_grad()
+                loss.backward()
+                optimizers.step()
+                step, steps = step + 1, steps + 1
+                total += loss.item()
+                record = {"kind": "train", "epoch": epoch, "step": step, "loss": loss.item(),
+                          **{k: v.item() for k, v in losses.items()},
+                          "lr_3d": optimizers.sgd.param_groups[0]["lr"]}
+                log.write(record, step)
+                log.progress.update(task, advance=1, loss=record["loss"])
+            log.progress.remove_task(task)
+            record = {"kind": "epoch", "epoch": epoch, "step": step, "terms": terms.names(),
+                      "train_loss": total / max(1, steps),
+                      "seconds": time.perf_counter() - epoch_start}
+            evaluate_now = val is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+            if evaluate_now:
+                record.update(iou_record(evaluate_loader(models, val, device, log), models.class_names))
+                is_best = record["miou"] > best
+                best = max(best, record["miou"])
+            log.write(record, step)
+            state = _checkpoint_state(cfg, models, optimizers, epoch, step, best)
+            checkpoint.save_atomic(state, last_path)
+            if evaluate_now and is_best:
+                checkpoint.save_atomic(state, best_path)
+            summary.update(epoch=epoch, best_miou=best, last=record)
+            if until_epoch is not None and epoch >= until_epoch:
+                break
+    return summary
+
+
+def evaluate(cfg: TrainConfig, checkpoint_path: Path, console: Console | None = None) -> dict[str, Any]:
+    """mIoU and per-class IoU of a checkpoint's 3D model on cfg.val_split (store class set)."""
+    device = pick_device(cfg.device)
+    models = build_models(cfg, device)
+    load_encoder(models, checkpoint_path)
+    scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
+    confusion = evaluate_loader(models, eval_loader(cfg, scenes, len(models.class_names)), device)
+    return {"checkpoint": str(checkpoint_path), "scenes": len(scenes), **iou_record(confusion, models.class_names),
+            "confusion": confusion.tolist()}

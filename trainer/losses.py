@@ -1,0 +1,44 @@
+"""The training losses, one function per equation of the paper.
+
+Logits are inner products psi = <f, T_c> with the fixed text embeddings T (Sec. 3.1). The
+paper writes Eq. 1, 4 and 8 as sums; here each is averaged over its terms so that the step
+loss, the mean of the active terms (Sec. 3.4), does not depend on pair or sample counts.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def class_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """psi(f_m, T_c) = <f_m, T_c> for every feature row and class: f32[M, C]."""
+    return features @ text.t()
+
+
+def cross_modal_ce(features: torch.Tensor, text: torch.Tensor, pair_index: torch.Tensor,
+                   pair_labels: torch.Tensor) -> torch.Tensor:  # Eq. 1
+    """Mean CE over pairs (point `pair_index[k]`, label `pair_labels[k]`) of <f, T> logits.
+
+    Logits are computed once per point and gathered per pair, so a point seen in many
+    frames costs one row of features, not one per pair.
+    """
+    log_prob = F.log_softmax(class_logits(features, text), dim=1)
+    return -log_prob[pair_index, pair_labels].mean()
+
+
+def correlation_ce(aggregated: torch.Tensor, text: torch.Tensor,
+                   labels: torch.Tensor) -> torch.Tensor:  # Eq. 4
+    """Mean CE of the transformer's aggregated features f^_m against refined labels l^_m."""
+    return F.cross_entropy(class_logits(aggregated, text), labels)
+
+
+def feedback_kl(student: torch.Tensor, teacher: torch.Tensor, text: torch.Tensor,
+                temperature: float = 1.0) -> torch.Tensor:  # Eq. 8
+    """Mean over samples of KL(p_teacher || p_student), p = softmax(<f, T> / temperature).
+
+    The teacher (aggregated features f^_m) is detached: Eq. 8 distils the correlation
+    ability into the 3D model, so only the 3D model's features f_m are pulled.
+    """
+    log_student = F.log_softmax(class_logits(student, text) / temperature, dim=1)
+    log_teacher = F.log_softmax(class_logits(teacher.detach(), text) / temperature, dim=1)
+    return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)

@@ -1,0 +1,54 @@
+"""The 3D model (sparse UNet + linear head to the CLIP width) and the correlation transformers."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from trainer.config import TrainConfig
+from trainer.me_compat import ME
+from trainer.models.correlation import CorrelationTransformer
+from trainer.models.minkunet import BACKBONES
+
+BACKBONE = "MinkUNet14A"
+
+
+def input_channels(cfg: TrainConfig) -> int:
+    """Per-voxel input features: RGB, plus LiDAR intensity for nuScenes."""
+    return 4 if cfg.dataset == "nuscenes" else 3
+
+
+class PointEncoder(nn.Module):
+    """Backbone features -> linear head -> f_m in the text-embedding space (D = CLIP width)."""
+
+    def __init__(self, in_channels: int, embed_dim: int, backbone: str = BACKBONE):
+        super().__init__()
+        self.backbone = BACKBONES[backbone](in_channels)
+        self.head = nn.Linear(self.backbone.out_channels, embed_dim)
+
+    def forward(self, coords: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """i32[V,4] batched voxel coordinates + f32[V,F] features -> f32[V,D] in input order."""
+        sparse = ME.SparseTensor(feats, coordinates=coords)
+        out = self.backbone(sparse).F
+        return self.head(out[sparse.inverse_mapping])  # ME's row order -> input row order
+
+
+class Correlation(nn.Module):
+    """The intra-scene and inter-scene transformers that the config switches on."""
+
+    def __init__(self, cfg: TrainConfig, embed_dim: int):
+        super().__init__()
+
+        def make() -> CorrelationTransformer:
+            return CorrelationTransformer(embed_dim, cfg.transformer_depth, cfg.transformer_heads)
+
+        self.intra = make() if cfg.intra_scene else None
+        self.inter = make() if cfg.inter_scene else None
+
+
+def signature(cfg: TrainConfig, embed_dim: int, num_classes: int) -> dict[str, object]:
+    """What a checkpoint's weights depend on; loading demands an exact match."""
+    return {
+        "backbone": BACKBONE, "in_channels": input_channels(cfg), "embed_dim": embed_dim,
+        "num_classes": num_classes, "intra_scene": cfg.intra_scene, "inter_scene": cfg.inter_scene,
+        "transformer_depth": cfg.transformer_depth, "transformer_heads": cfg.transformer_heads,
+    }
