@@ -12,9 +12,12 @@ from sklearn.metrics import adjusted_rand_score
 from pipeline.geometry.felzenszwalb import edge_weights, radix_argsort, segment_mesh
 from pipeline.geometry.sets import geosets_stage
 
-FIXTURES = Path("/work/shared/fixtures/segmentator")
-# mesh -> (reference build-to-build ARI, from the fixtures' README)
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "segmentator"
+# mesh -> reference build-to-build ARI, from the fixtures' README
 ARI_FLOOR = {"bunny": 0.99885, "cycloidal": 0.99825, "featuretype": 1.0, "octagonal_pocket": 0.92368}
+# mesh -> how many segments the reference's own two builds differ by (README: 9 vs 10); the
+# count must be within 2% of the reference, or within the reference's own spread where larger
+REF_COUNT_SPREAD = {"octagonal_pocket": 1}
 
 
 def read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +50,7 @@ def test_matches_scannet_segmentator(mesh: str) -> None:
     assert ours.dtype == np.int32 and ours.shape == ref.shape
     assert adjusted_rand_score(ref, ours) >= ARI_FLOOR[mesh]
     n_ref, n_ours = len(np.unique(ref)), len(np.unique(ours))
-    assert abs(n_ours - n_ref) <= 0.02 * n_ref
+    assert abs(n_ours - n_ref) <= max(0.02 * n_ref, REF_COUNT_SPREAD.get(mesh, 0))
 
 
 def test_flat_grid_is_one_set() -> None:

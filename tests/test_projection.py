@@ -190,13 +190,23 @@ def test_kept_pairs_match_the_depth_image_and_lie_inside(room):
         assert np.all(np.diff(idx) > 0)
 
 
+def grazing(pts, dirs, min_cos=0.3):
+    """Room points seen at a grazing angle (|cos| of ray and wall normal below min_cos): a pixel
+    there spans more depth than the 5 cm tolerance, so a fair test leaves them out."""
+    normals = np.zeros(pts.shape)
+    for axis in range(3):
+        normals[np.isclose(pts[:, axis], ROOM[0][axis]) | np.isclose(pts[:, axis], ROOM[1][axis]), axis] = 1.0
+    cos = np.abs((normals * dirs).sum(1)) / np.linalg.norm(dirs, axis=1)
+    return cos < min_cos
+
+
 def test_occluded_points_are_rejected_and_visible_ones_kept(room):
     pts, depths = room
     shrunk = (BOX[0] + 0.1, BOX[1] - 0.1)
     grown = (BOX[0] - 0.1, BOX[1] + 0.1)
     for pose, depth in zip(CAMERAS, depths, strict=True):
         eye = -pose[:3, :3].T @ pose[:3, 3]
-        dirs = (pts - eye) / camera_z(pts, pose)[:, None]  # t = 1 at the point
+        dirs = pts.astype(np.float64) - eye  # t = 1 at the point
         t_in, t_out = slab(eye, dirs, *shrunk)
         behind_box = (t_in <= t_out) & (t_in > 0) & (t_in < 1.0)
         g_in, g_out = slab(eye, dirs, *grown)
@@ -208,7 +218,7 @@ def test_occluded_points_are_rejected_and_visible_ones_kept(room):
         assert (behind_box & seen).sum() > 200  # occluded points do fall inside the image
         assert not np.any(kept & behind_box)
         on_box = inside(pts, grown[0], grown[1])
-        visible = seen & clear & ~on_box
+        visible = seen & clear & ~on_box & ~grazing(pts, dirs)
         assert kept[visible].mean() > 0.97
 
 
