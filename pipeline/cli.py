@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 import yaml
 from rich.console import Console
@@ -166,6 +168,57 @@ def status(
     console.print(table)
     for name, line in failures:
         console.print(f"[red]failed[/red] {name}: {line}", highlight=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: DatasetOpt,
+    data_root: DataRootOpt = None,
+    store_root: StoreRootOpt = None,
+    stage: Annotated[str, typer.Option(help="Stage whose pair labels are scored: pseudo (MaskCLIP-3D) or refine.")] = "pseudo",
+    split: SplitOpt = "val",
+    output: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
+) -> None:
+    """MaskCLIP-3D: each point takes the majority label of its pairs; per-class IoU and mIoU."""
+    from pipeline.labels.maskclip3d import score_scenes
+    from trainer.metrics import iou_per_class, mean_iou
+
+    try:
+        graph = load_graph()
+        cfg = _config(graph, dataset, data_root, store_root, splits=_csv(split) or ())
+        reader = graph.dataset(dataset).resolve_reader()(cfg.data_root, {
+            p.name: p.default for p in graph.dataset(dataset).reader_params.values()})
+        done = set(store.done_scenes(cfg.store_root, stage))
+        scenes = [s for s in reader.scene_ids(list(cfg.splits)) if s in done]
+        if not scenes:
+            raise PipelineError(f"no scene of split {split} is done in stage '{stage}' under {cfg.store_root}")
+        names = list(store.stage_attrs(cfg.store_root, "text", store.GLOBAL)["class_names"])
+        scores = score_scenes(cfg.store_root, stage, scenes, len(names))
+    except PipelineError as exc:
+        _fail(str(exc))
+        return
+    iou = iou_per_class(scores["points"], scores["missed"])
+    pairs = scores["pairs"]
+    acc = np.diag(pairs) / np.maximum(pairs.sum(1), 1)
+    result = {
+        "stage": stage, "split": split, "scenes": len(scenes),
+        "miou": mean_iou(scores["points"], scores["missed"]),
+        "iou": {n: None if np.isnan(v) else float(v) for n, v in zip(names, iou, strict=True)},
+        "pair_accuracy": float(np.trace(pairs) / max(pairs.sum(), 1)),
+        "pair_accuracy_per_class": {n: float(a) for n, a, t in zip(names, acc, pairs.sum(1), strict=True) if t},
+    }
+    table = Table(title=f"{dataset}: {stage} labels voted onto points, {len(scenes)} {split} scenes")
+    for col in ("class", "IoU", "pair accuracy"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for n in names:
+        v, a = result["iou"][n], result["pair_accuracy_per_class"].get(n)
+        table.add_row(n, "-" if v is None else f"{100 * v:.1f}", "-" if a is None else f"{100 * a:.1f}")
+    table.add_section()
+    table.add_row("[bold]mean[/bold]", f"[bold]{100 * result['miou']:.1f}[/bold]", f"{100 * result['pair_accuracy']:.1f}")
+    console.print(table)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=1))
 
 
 @app.command("list")

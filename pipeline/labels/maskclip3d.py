@@ -1,7 +1,18 @@
-"""MaskCLIP-3D evaluation: pseudo labels voted onto points, scored by confusion matrix and IoU."""
+"""MaskCLIP-3D evaluation (the MaskCLIP row of the paper's Table 1): pair labels voted onto points.
+
+Every point takes the majority label of its pairs (pseudo-labels, or refined ones) and is scored
+against ground truth at full point resolution; points seen in no frame count as unlabelled
+predictions (-1), i.e. as misses of their ground-truth class.
+"""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+
+from pipeline import store
+from trainer.metrics import confusion_matrix, unlabelled
 
 
 def point_majority(labels_per_pair: np.ndarray, point_idx: np.ndarray, num_points: int,
@@ -20,29 +31,18 @@ def point_majority(labels_per_pair: np.ndarray, point_idx: np.ndarray, num_point
     return winner
 
 
-def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int,
-                     ignore: int = -1) -> np.ndarray:
-    """i64[C,C] counts, rows ground truth, columns prediction; entries where either is `ignore` are dropped."""
-    pred = np.asarray(pred).astype(np.int64).ravel()
-    gt = np.asarray(gt).astype(np.int64).ravel()
-    if pred.shape != gt.shape:
-        raise ValueError(f"{pred.shape[0]} predictions for {gt.shape[0]} ground-truth labels")
-    keep = (gt != ignore) & (pred != ignore)
-    pred, gt = pred[keep], gt[keep]
-    if pred.size and (min(pred.min(), gt.min()) < 0 or max(pred.max(), gt.max()) >= num_classes):
-        raise ValueError(f"labels must be in 0..{num_classes - 1} or {ignore}")
-    return np.bincount(gt * num_classes + pred, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes)
-
-
-def iou_from_confusion(cm: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-class IoU f64[C] and mIoU; a class absent from both ground truth and prediction is NaN
-    and left out of the mean (a class predicted but never present counts, with IoU 0)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    union = cm.sum(axis=0) + cm.sum(axis=1) - tp
-    iou = np.full(tp.shape, np.nan)
-    np.divide(tp, union, out=iou, where=union > 0)
-    present = union > 0
-    miou = float(iou[present].mean()) if present.any() else float("nan")
-    return iou, miou
+def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes: int) -> dict[str, Any]:
+    """Point-level confusion of the majority vote of `stage`'s pair labels, the ground-truth
+    points left without a label per class, and the pair-level confusion."""
+    points_cm = np.zeros((num_classes, num_classes), np.int64)
+    missed = np.zeros(num_classes, np.int64)
+    pairs_cm = np.zeros((num_classes, num_classes), np.int64)
+    for scene in scenes:
+        gt = np.asarray(store.open_scene(store_root, "scenes", scene)["labels"][...]).astype(np.int64)
+        point = np.asarray(store.open_scene(store_root, "pairs", scene)["point"][...]).astype(np.int64)
+        label = np.asarray(store.open_scene(store_root, stage, scene)["label"][...]).astype(np.int64)
+        voted = point_majority(label, point, len(gt), num_classes)
+        points_cm += confusion_matrix(voted, gt, num_classes)
+        missed += unlabelled(voted, gt, num_classes)
+        pairs_cm += confusion_matrix(label, gt[point], num_classes)
+    return {"points": points_cm, "missed": missed, "pairs": pairs_cm}
