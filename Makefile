@@ -39,4 +39,4 @@ bench: | $(PY)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: | $(PY)
-	$(PY) -m ruff check pipeline trainer tests benchmarks
+	$(PY) -m ruff check pipeline trainer tests benchmarks scripts

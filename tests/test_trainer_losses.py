@@ -16,7 +16,7 @@ TEXT = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]
 
 
 def _logits(f, t):
-    return [[sum(a * b for a, b in zip(row, c)) for c in t] for row in f]
+    return [[sum(a * b for a, b in zip(row, c, strict=True)) for c in t] for row in f]
 
 
 def _log_softmax(row, tau=1.0):
@@ -29,7 +29,7 @@ def _log_softmax(row, tau=1.0):
 def test_cross_modal_ce_is_eq1_mean_over_pairs():
     pair_point, pair_label = [0, 0, 2, 1], [0, 2, 1, 1]  # point 0 is paired twice
     logits = _logits(FEATS, TEXT)
-    expected = -sum(_log_softmax(logits[p])[c] for p, c in zip(pair_point, pair_label)) / 4
+    expected = -sum(_log_softmax(logits[p])[c] for p, c in zip(pair_point, pair_label, strict=True)) / 4
     got = cross_modal_ce(torch.tensor(FEATS), torch.tensor(TEXT), torch.tensor(pair_point),
                          torch.tensor(pair_label))
     assert got.item() == pytest.approx(expected, rel=1e-6)
@@ -48,9 +48,9 @@ def test_feedback_kl_is_eq8_teacher_to_student_and_detaches_teacher():
     tau = 0.5
     s_logits, t_logits = _logits(FEATS, TEXT), _logits(teacher_rows, TEXT)
     expected = 0.0
-    for s_row, t_row in zip(s_logits, t_logits):
+    for s_row, t_row in zip(s_logits, t_logits, strict=True):
         ls, lt = _log_softmax(s_row, tau), _log_softmax(t_row, tau)
-        expected += sum(math.exp(b) * (b - a) for a, b in zip(ls, lt))
+        expected += sum(math.exp(b) * (b - a) for a, b in zip(ls, lt, strict=True))
     expected /= 3
     student = torch.tensor(FEATS, requires_grad=True)
     teacher = torch.tensor(teacher_rows, requires_grad=True)

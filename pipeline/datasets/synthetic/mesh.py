@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.datasets.synthetic.rooms import (
-    DOOR, FLOOR, WALL, WINDOW, Box, Cylinder, Instance, Room, Shape, Sheet,
+    DOOR,
+    FLOOR,
+    WALL,
+    WINDOW,
+    Box,
+    Cylinder,
+    Instance,
+    Room,
+    Shape,
+    Sheet,
 )
 
 
