@@ -163,3 +163,17 @@ def test_blobs_are_patch_sized_squares(scene):
 def test_pixel_error_rate(scene):
     label, gt = run(scene, **{**ZERO, "pixel_error": 0.3})
     assert abs((label != gt)[gt >= 0].mean() - 0.3) < 0.02
+
+
+def test_simulated_text_prototypes_are_seeded_unit_and_well_separated():
+    from pipeline.labels.simulated import simulated_text_stage
+
+    out = simulated_text_stage({}, {"classes": "scannet20", "dim": 512, "seed": 0})
+    emb = out["embeddings"]
+    assert emb.shape == (20, 512) and emb.dtype == np.float32 and out["class_names"][0] == "wall"
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
+    assert np.abs(emb @ emb.T - np.eye(20)).max() < 0.25
+    again = simulated_text_stage({}, {"classes": "scannet20", "dim": 512, "seed": 0})["embeddings"]
+    other = simulated_text_stage({}, {"classes": "scannet20", "dim": 512, "seed": 1})["embeddings"]
+    np.testing.assert_array_equal(emb, again)
+    assert not np.allclose(emb, other)

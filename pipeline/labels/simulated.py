@@ -164,3 +164,23 @@ def simulated_pseudo_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
                              np.asarray(pairs["pixel"]).astype(np.int64), point, seed, params)
     return {"label": label.astype(np.uint8),
             "confidence": np.ones(label.shape[0], np.float16)}
+
+
+def simulated_text_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
+                         params: Mapping[str, Any]) -> dict[str, Any]:
+    """Class prototypes f32[C,D] of the simulated VLM: seeded Gaussian directions, L2-normalised.
+
+    They stand in for CLIP text embeddings wherever the simulated pseudo-labels stand in for
+    MaskCLIP's, so the benchmark measures the method and not the conditioning of an untrained
+    text tower (a random tiny CLIP's class embeddings have a median cosine of about 0.9).
+    """
+    from pipeline.clip.stages import read_class_names
+
+    names = read_class_names(params["classes"])
+    dim = int(params.get("dim", 512))
+    if dim < len(names):
+        raise ValueError(f"dim {dim} must be at least the number of classes {len(names)}")
+    rng = np.random.default_rng(int(params.get("seed", 0)))
+    prototypes = rng.standard_normal((len(names), dim))
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+    return {"embeddings": prototypes.astype(np.float32), "class_names": names}
