@@ -70,8 +70,12 @@ def _full_block(block, x: torch.Tensor) -> torch.Tensor:
     return x + _scale(block.ls_2) * _mlp(block, _layer_norm(x, block.ln_2))
 
 
-def _hand_forward(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(global embedding [D], MaskCLIP features [h,w,D]) of one normalised image [3,H,W], in f64."""
+def _hand_forward(model, image: np.ndarray, key_smoothing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(global embedding [D], MaskCLIP features [h,w,D]) of one normalised image [3,H,W], in f64.
+
+    key_smoothing: f'_i = g_i / |g_i|, g_i = sum_j cos(k_i, k_j) f_j with the last block's keys
+    k_j = W_k ln_1(x_j) + b_k of the patch tokens entering it.
+    """
     visual = model.visual
     img = torch.from_numpy(image).double()
     weight = visual.conv1.weight.double()
@@ -104,6 +108,15 @@ def _hand_forward(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = y + _scale(last.ls_2) * _mlp(last, _layer_norm(y, last.ln_2))
         z = _layer_norm(y, visual.ln_post) @ proj
         dense.append(z / torch.sqrt((z * z).sum()))
+    if key_smoothing:
+        w_k = attn.in_proj_weight.double()[width:2 * width]
+        b_k = attn.in_proj_bias.double()[width:2 * width]
+        keys = [w_k @ _layer_norm(token, last.ln_1) + b_k for token in x[1:]]
+        smoothed = []
+        for k_i in keys:
+            g = sum(float(k_i @ k_j / (k_i.norm() * k_j.norm())) * f_j for k_j, f_j in zip(keys, dense, strict=True))
+            smoothed.append(g / g.norm())
+        dense = smoothed
     return global_emb.numpy(), torch.stack(dense).reshape(h, w, -1).numpy()
 
 
@@ -134,6 +147,45 @@ def test_dense_features_tensor_in_tensor_out(perturbed_model):
     out = dense_features(perturbed_model, torch.from_numpy(images))
     assert isinstance(out, torch.Tensor) and out.shape == (1, 4, 5, 32)
     np.testing.assert_allclose(out.numpy(), dense_features(perturbed_model, images), atol=1e-6)
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (40, 48)])
+def test_key_smoothing_equals_hand_computation(perturbed_model, hw):
+    images = _normalise(np.random.default_rng(3).integers(0, 256, size=(2, *hw, 3), dtype=np.uint8))
+    smoothed = dense_features(perturbed_model, images, key_smoothing=True)
+    plain = dense_features(perturbed_model, images)
+    assert smoothed.dtype == np.float32 and smoothed.shape == plain.shape
+    for b in range(2):
+        np.testing.assert_allclose(smoothed[b], _hand_forward(perturbed_model, images[b], True)[1], atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(smoothed, axis=-1), 1.0, atol=1e-5)
+    assert np.abs(smoothed - plain).max() > 0.05  # the smoothing does something here
+    tensor_out = dense_features(perturbed_model, torch.from_numpy(images), key_smoothing=True)
+    np.testing.assert_allclose(tensor_out.numpy(), smoothed, atol=1e-6)
+
+
+def test_smoothing_off_is_the_plain_value_path(perturbed_model):
+    images = _normalise(np.random.default_rng(4).integers(0, 256, size=(2, 40, 48, 3), dtype=np.uint8))
+    off = dense_features(perturbed_model, images, key_smoothing=False)
+    np.testing.assert_array_equal(off, dense_features(perturbed_model, images))
+    for b in range(2):
+        np.testing.assert_allclose(off[b], _hand_forward(perturbed_model, images[b])[1], atol=2e-5)
+
+
+@pytest.mark.parametrize("key_smoothing", [None, False, True])
+def test_features_stage_key_smoothing_param(perturbed_model, tmp_path, key_smoothing):
+    path = tmp_path / "tiny.pt"
+    torch.save(perturbed_model.state_dict(), path)
+    params = {"model_name": "tiny", "pretrained": "none", "checkpoint": str(path),
+              "model_config": LS_CONFIG, "device": "cpu", "batch_size": 2}
+    if key_smoothing is not None:
+        params["key_smoothing"] = key_smoothing
+    color = np.random.default_rng(5).integers(0, 256, size=(3, 33, 41, 3), dtype=np.uint8)
+    feats = features_stage({"scenes": {"color": color}}, params)["features"]
+    assert feats.dtype == np.float16 and feats.shape == (3, 4, 5, 32)
+    images = _normalise(color)
+    for k in range(3):
+        hand = _hand_forward(perturbed_model, images[k], bool(key_smoothing))[1]
+        np.testing.assert_allclose(feats[k].astype(np.float64), hand, atol=2e-3)
 
 
 def test_features_stage_matches_hand_and_leaves_model_intact(perturbed_model, tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 from pipeline.errors import SceneError
 from pipeline.labels.pairs import pairs_stage
-from pipeline.labels.pseudo import pseudo_labels, pseudo_stage
+from pipeline.labels.pseudo import denoise_candidates, pseudo_labels, pseudo_stage
 
 NUM_CLASSES, WIDTH = 20, 32
 
@@ -108,3 +108,78 @@ def test_stage_rejects_mismatched_frames():
               "scenes": {"color": np.zeros((2, 16, 16, 3), np.uint8)}}
     with pytest.raises(SceneError, match="3 frames"):
         pseudo_stage(inputs, {})
+
+
+def hand_frames() -> tuple[np.ndarray, np.ndarray]:
+    """Three 2x2-patch frames over 4 classes (text = identity), from chosen patch probabilities.
+
+    The feature of a patch is log(p) / 100, so softmax(100 <f, T>) = p. Frame maxima per class:
+    frame 0: 0.9, 0.4, 0.6, 0.3 -> classes 1 and 3 fall below 0.5; patch 1's argmax (class 1)
+    goes, leaving class 2. Frame 1: no class reaches 0.5 -> all kept. Frame 2: 0.45, 0.55, 0.75,
+    0.85 -> class 0 goes.
+    """
+    probs = np.array([
+        [[0.90, 0.05, 0.03, 0.02], [0.20, 0.40, 0.30, 0.10],
+         [0.10, 0.20, 0.60, 0.10], [0.35, 0.30, 0.05, 0.30]],
+        [[0.30, 0.25, 0.25, 0.20], [0.20, 0.40, 0.20, 0.20],
+         [0.25, 0.25, 0.30, 0.20], [0.20, 0.20, 0.15, 0.45]],
+        [[0.45, 0.50, 0.03, 0.02], [0.10, 0.10, 0.75, 0.05],
+         [0.05, 0.05, 0.05, 0.85], [0.40, 0.55, 0.03, 0.02]],
+    ])
+    return (np.log(probs) / 100.0).reshape(3, 2, 2, 4).astype(np.float16), np.eye(4, dtype=np.float32)
+
+
+def test_prompt_denoising_removes_exactly_the_classes_below_threshold():
+    features, text = hand_frames()
+    pixels, offsets = every_pixel(3, (2, 2))  # one pixel per patch
+    scores = features.astype(np.float32).reshape(3, 4, 4)
+    probs = np.exp(100.0 * scores.astype(np.float64))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    keep = np.array([[1, 0, 1, 0], [1, 1, 1, 1], [0, 1, 1, 1]], dtype=bool)
+    np.testing.assert_array_equal(probs.max(axis=1) >= 0.5, [[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 1, 1]])
+    inputs = {"features": {"features": features}, "text": {"embeddings": text},
+              "pairs": {"point": np.zeros(len(pixels), np.int32), "pixel": pixels,
+                        "frame_offsets": offsets},
+              "scenes": {"color": np.zeros((3, 2, 2, 3), np.uint8)}}
+    for sampling in ("bilinear", "nearest"):
+        plain = pseudo_stage(inputs, {"sampling": sampling})
+        out = pseudo_stage(inputs, {"sampling": sampling, "denoise_threshold": 0.5})
+        np.testing.assert_array_equal(plain["label"], probs.argmax(-1).ravel())
+        kept = np.where(keep[:, None, :], probs, 0.0)
+        kept /= kept.sum(axis=-1, keepdims=True)
+        np.testing.assert_array_equal(out["label"], kept.argmax(-1).ravel())
+        np.testing.assert_array_equal(out["label"], [0, 2, 2, 0, 0, 1, 2, 3, 1, 2, 3, 1])
+        np.testing.assert_allclose(out["confidence"].astype(np.float64), kept.max(-1).ravel(), rtol=3e-3)
+    # just above / just below every frame maximum: kept exactly when max >= threshold
+    frame_max = probs.max(axis=1)
+    for t in np.concatenate([frame_max.ravel() - 0.005, frame_max.ravel() + 0.005]):
+        expected = frame_max >= t
+        expected[~expected.any(axis=1)] = True
+        np.testing.assert_array_equal(denoise_candidates(scores.reshape(3, 2, 2, 4), t), expected)
+    np.testing.assert_array_equal(denoise_candidates(scores.reshape(3, 2, 2, 4), None), True)
+    # frames are denoised one by one, whatever the chunking
+    chunked = pseudo_labels(features, text, pixels, offsets, (2, 2), denoise_threshold=0.5,
+                            frames_per_chunk=2)
+    np.testing.assert_array_equal(chunked[0], out["label"])
+
+
+@pytest.mark.parametrize("sampling", ["bilinear", "nearest"])
+def test_prompt_denoising_at_zero_threshold_changes_nothing(sampling):
+    rng = np.random.default_rng(3)
+    features = unit_rows(rng, 3 * 6 * 8, WIDTH).reshape(3, 6, 8, WIDTH).astype(np.float16)
+    text = unit_rows(rng, NUM_CLASSES, WIDTH)
+    pixels, offsets = every_pixel(3, (50, 70))
+    kw = {"sampling": sampling, "temperature": 30.0}
+    plain = pseudo_labels(features, text, pixels, offsets, (50, 70), **kw)
+    zero = pseudo_labels(features, text, pixels, offsets, (50, 70), denoise_threshold=0.0, **kw)
+    half = pseudo_labels(features, text, pixels, offsets, (50, 70), denoise_threshold=0.5, **kw)
+    np.testing.assert_array_equal(zero[0], plain[0])
+    np.testing.assert_array_equal(zero[1], plain[1])
+    assert len(np.unique(plain[0])) > 10 and not np.array_equal(half[0], plain[0])
+
+
+def test_denoise_threshold_out_of_range_is_rejected():
+    features, text = hand_frames()
+    pixels, offsets = every_pixel(3, (2, 2))
+    with pytest.raises(ValueError, match="denoise_threshold"):
+        pseudo_labels(features, text, pixels, offsets, (2, 2), denoise_threshold=1.5)

@@ -29,7 +29,12 @@ def text_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mapping[s
 
 
 def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mapping[str, Any]) -> dict[str, Any]:
-    """MaskCLIP features f16[K,h,w,D] of a scene's frames, batched, at patch resolution."""
+    """MaskCLIP features f16[K,h,w,D] of a scene's frames, batched, at patch resolution.
+
+    With `key_smoothing` the stored features are MaskCLIP's key-smoothed ones (see
+    `pipeline.clip.maskclip.smooth_by_keys`): labels are linear in the feature, so this equals
+    smoothing the class scores of any class set later read from the store.
+    """
     color = inputs["scenes"]["color"]
     if color.ndim != 4 or color.shape[-1] != 3 or color.dtype != np.uint8:
         raise SceneError(f"frames color must be u8[K,H,W,3], got {color.dtype}{list(color.shape)}")
@@ -38,6 +43,7 @@ def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mappi
     if color.shape[1] < patch_hw[0] or color.shape[2] < patch_hw[1]:
         raise SceneError(f"frames of {color.shape[1]}x{color.shape[2]} are smaller than a {patch_hw} patch")
     batch_size = int(params.get("batch_size", 8))
+    key_smoothing = bool(params.get("key_smoothing", False))
     if batch_size < 1:
         raise PipelineError(f"features batch_size must be >= 1, got {batch_size}")
     grid_hw = (color.shape[1] // patch_hw[0], color.shape[2] // patch_hw[1])
@@ -48,7 +54,7 @@ def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mappi
         for start in range(0, color.shape[0], batch_size):
             frames = torch.from_numpy(np.ascontiguousarray(color[start:start + batch_size])).to(device)
             images = (frames.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-            out[start:start + len(frames)] = dense_features(model, images).half().cpu().numpy()
+            out[start:start + len(frames)] = dense_features(model, images, key_smoothing=key_smoothing).half().cpu().numpy()
     return {"features": out, "patch_size": list(patch_hw)}
 
 
