@@ -230,18 +230,20 @@ def list_cmd(stages_file: StagesFileOpt = None) -> None:
         _fail(str(exc))
         return
     table = Table(title="stages")
-    for col in ("stage", "kind", "needs", "params (default)"):
+    for col in ("stage", "kind", "needs", "params (default)", "variants"):
         table.add_column(col)
     for name in graph.order:
         s = graph.stages[name]
         table.add_row(name, s.kind, ", ".join(s.needs),
-                      "\n".join(f"{p.name}={p.default!r}" for p in s.params.values()))
+                      "\n".join(f"{p.name}={p.default!r}" for p in s.params.values()),
+                      ", ".join(s.variants))
     console.print(table)
     ds = Table(title="datasets")
-    for col in ("dataset", "reader", "classes", "params (default)"):
+    for col in ("dataset", "reader", "classes", "params (default)", "variants"):
         ds.add_column(col)
     for d in graph.datasets.values():
-        ds.add_row(d.name, d.reader, d.classes, "\n".join(f"{p.name}={p.default!r}" for p in d.reader_params.values()))
+        ds.add_row(d.name, d.reader, d.classes, "\n".join(f"{p.name}={p.default!r}" for p in d.reader_params.values()),
+                   ", ".join(f"{k}={v}" for k, v in d.variants.items()))
     console.print(ds)
 
 
