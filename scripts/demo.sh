@@ -8,12 +8,10 @@ BIN=.venv/bin
 RAW=data/raw/demo
 STORES=data/stores/demo
 RUNS=data/runs/demo
-# Short CPU schedule: 0.1 m voxels, batch 4, EPOCHS x 2 passes over the 12 training rooms; the
-# paper's phase boundaries (epochs 11 and 21 of 120) scale with it (phase_reference_epochs: 120).
-EPOCHS=${EPOCHS:-10}
+# The synthetic-scannet preset's short CPU schedule (0.1 m voxels, batch 4, 10 epochs x 2 passes,
+# phase boundaries scaled from the paper's 120 epochs), pointed at the demo's rooms and stores.
 COMMON=(--config synthetic-scannet --set runs_root="$RUNS" --set store_root="$STORES"
         --set train_split="$RAW/scannetv2_train.txt" --set val_split="$RAW/scannetv2_val.txt"
-        --set voxel_size=0.1 --set batch_size=4 --set loop=2 --set epochs="$EPOCHS"
         --set eval_every=0)
 
 start=$(date +%s)
