@@ -68,8 +68,8 @@ def main() -> None:
             baseline.encode_image(images)
             dense_s, encode_s = [], []
             for _ in range(args.runs):
-                dense_s.append(_time(lambda: dense_features(model, images), device))
-                encode_s.append(_time(lambda: baseline.encode_image(images), device))
+                dense_s.append(_time(lambda images=images: dense_features(model, images), device))
+                encode_s.append(_time(lambda images=images, baseline=baseline: baseline.encode_image(images), device))
         dense_med, encode_med = statistics.median(dense_s), statistics.median(encode_s)
         results.append({
             "image_hw": list(hw), "batch": args.batch,

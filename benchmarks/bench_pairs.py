@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.datasets.synthetic.camera import look_at
 from pipeline.labels.pairs import pairs_stage
 
 NUM_POINTS, NUM_FRAMES, HW, REPEATS = 150_000, 100, (240, 320), 7
@@ -24,17 +25,6 @@ BOXES = [(np.array([3.0, 2.0, 0.0]), np.array([4.5, 3.0, 0.75])),
          (np.array([0.3, 4.0, 0.0]), np.array([2.3, 5.0, 0.8]))]
 PARAMS = {"min_depth": 0.0, "border": 0, "depth_abs_tol": 0.05, "depth_rel_tol": None,
           "occlusion": False}
-
-
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """world_to_camera looking from eye at target, image rows pointing down (-z)."""
-    fwd = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    rot = np.stack([right, np.cross(fwd, right), fwd])
-    pose = np.eye(4)
-    pose[:3, :3], pose[:3, 3] = rot, -rot @ eye
-    return pose
 
 
 def slab(origin, dirs, lo, hi):

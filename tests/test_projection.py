@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.datasets.synthetic.camera import look_at
 from pipeline.errors import SceneError
 from pipeline.geometry.projection import project_points
 from pipeline.labels.pairs import pairs_stage
@@ -102,19 +103,6 @@ ROOM = (np.array([-3.0, -3.0, 0.0]), np.array([3.0, 3.0, 3.0]))  # floor z=0, wa
 BOX = (np.array([-0.5, -0.5, 0.0]), np.array([0.5, 0.5, 1.0]))   # standing on the floor
 ROOM_K = np.array([[160.0, 0.0, 80.0], [0.0, 160.0, 60.0], [0.0, 0.0, 1.0]])
 ROOM_HW = (120, 160)
-
-
-def look_at(eye, target) -> np.ndarray:
-    """world_to_camera of a camera at eye looking at target, image rows pointing down (-z)."""
-    fwd = np.asarray(target, float) - eye
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    rot = np.stack([right, down, fwd])
-    pose = np.eye(4)
-    pose[:3, :3], pose[:3, 3] = rot, -rot @ eye
-    return pose
 
 
 def slab(origin, dirs, lo, hi):

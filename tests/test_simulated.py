@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.datasets.synthetic.camera import look_at
 from pipeline.labels.pairs import pairs_stage
 from pipeline.labels.simulated import DEFAULTS, SCANNET_LOOKALIKES, simulated_pseudo_stage
 
@@ -42,18 +43,6 @@ def box_surface(rng, lo, hi, n):
     side = rng.integers(0, 2, n)
     p[np.arange(n), axis] = np.where(side == 1, hi[axis], lo[axis])
     return p
-
-
-def look_at(eye, target):
-    """world_to_camera looking from eye at target, image rows pointing down (-z)."""
-    fwd = np.asarray(target, float) - eye
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    rot = np.stack([right, np.cross(fwd, right), fwd])
-    pose = np.eye(4)
-    pose[:3, :3], pose[:3, 3] = rot, -rot @ eye
-    return pose
 
 
 def make_scene(seed: int = 0, num_points: int = 30000, num_frames: int = 6):

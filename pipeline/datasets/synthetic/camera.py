@@ -17,6 +17,19 @@ def intrinsics(rng: np.random.Generator, hw: tuple[int, int] = IMAGE_HW) -> np.n
     return np.array([[f, 0.0, (w - 1) / 2], [0.0, f, (h - 1) / 2], [0.0, 0.0, 1.0]])
 
 
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera 4x4 of a level camera at ``eye`` looking at ``target`` (x right, y down)."""
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    rotation = np.stack([right, np.cross(forward, right), forward])
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, -rotation @ eye
+    return pose
+
+
 def look_pose(position: np.ndarray, yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Camera-to-world 4x4 for a camera at ``position`` heading ``yaw`` (about +z, 0 = +x),
     ``pitch`` (positive looks down) and ``roll``; camera axes x right, y down, z forward."""
