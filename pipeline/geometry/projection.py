@@ -25,45 +25,68 @@ def _within(diff: float, z: float, abs_tol: float, rel_tol: float) -> bool:
 
 
 @numba.njit(cache=True)
+def _camera_uvz(points, m, intr, i):
+    """Camera depth z and continuous pixel (u, v) of point i, evaluated in one fixed order."""
+    px = np.float64(points[i, 0])
+    py = np.float64(points[i, 1])
+    pz = np.float64(points[i, 2])
+    z = m[2, 0] * px + m[2, 1] * py + m[2, 2] * pz + m[2, 3]
+    xn = (m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]) / z
+    yn = (m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]) / z
+    u = intr[0, 0] * xn + intr[0, 1] * yn + intr[0, 2]
+    v = intr[1, 0] * xn + intr[1, 1] * yn + intr[1, 2]
+    return z, u, v
+
+
+@numba.njit(cache=True, error_model="numpy")
 def project_kernel(points, world_to_camera, intrinsics, height, width, min_depth, border,
                    depth, use_depth, abs_tol, rel_tol):
-    """Project f32[N,3] points; return kept (point, row, col, z) under the pixel convention."""
+    """Project f32[N,3] points; return kept (point, row, col, z) under the pixel convention.
+
+    Two branch-free passes (a write cursor that advances only for kept points). The first
+    tests every point against the frustum without a division (u*z and v*z against the bounds
+    times z, with a margin far above rounding); the second applies the exact test of the pixel
+    convention, rounding and the depth test to those candidates. Whether a point is inside is
+    random in point order, so branches there would mostly mispredict.
+    """
     n = points.shape[0]
-    idx = np.empty(n, np.int32)
-    rows = np.empty(n, np.int32)
-    cols = np.empty(n, np.int32)
-    zs = np.empty(n, np.float32)
-    m = world_to_camera
-    fx, s, cx = intrinsics[0, 0], intrinsics[0, 1], intrinsics[0, 2]
-    fy, cy = intrinsics[1, 1], intrinsics[1, 2]
-    ky = intrinsics[1, 0]
     u_hi = width - border
     v_hi = height - border
-    count = 0
+    candidates = np.empty(n, np.int32)
+    c = 0
+    m, k = world_to_camera, intrinsics
     for i in range(n):
         px = np.float64(points[i, 0])
         py = np.float64(points[i, 1])
         pz = np.float64(points[i, 2])
         z = m[2, 0] * px + m[2, 1] * py + m[2, 2] * pz + m[2, 3]
-        if not z > min_depth:
-            continue
-        xn = (m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]) / z
-        yn = (m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]) / z
-        u = fx * xn + s * yn + cx
-        v = ky * xn + fy * yn + cy
-        if not (border < u < u_hi and border < v < v_hi):
-            continue
-        col = min(int(math.floor(u + 0.5)), width - 1)
-        row = min(int(math.floor(v + 0.5)), height - 1)
+        xc = m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]
+        yc = m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]
+        uz = k[0, 0] * xc + k[0, 1] * yc + k[0, 2] * z
+        vz = k[1, 0] * xc + k[1, 1] * yc + k[1, 2] * z
+        slack = 1e-6 * abs(z) * (width + height)
+        candidates[c] = i
+        c += ((z > min_depth) & (uz > border * z - slack) & (uz < u_hi * z + slack)
+              & (vz > border * z - slack) & (vz < v_hi * z + slack))
+    idx = np.empty(c, np.int32)
+    rows = np.empty(c, np.int32)
+    cols = np.empty(c, np.int32)
+    zs = np.empty(c, np.float32)
+    count = 0
+    for j in range(c):
+        i = candidates[j]
+        z, u, v = _camera_uvz(points, world_to_camera, intrinsics, i)
+        keep = (border < u) & (u < u_hi) & (border < v) & (v < v_hi)
+        col = min(max(int(math.floor(u + 0.5)), 0), width - 1)
+        row = min(max(int(math.floor(v + 0.5)), 0), height - 1)
         if use_depth:
             d = np.float64(depth[row, col])
-            if not (d > 0.0 and _within(d - z, z, abs_tol, rel_tol)):
-                continue
+            keep &= (d > 0.0) & _within(d - z, z, abs_tol, rel_tol)
         idx[count] = i
         rows[count] = row
         cols[count] = col
         zs[count] = z
-        count += 1
+        count += keep
     return idx[:count].copy(), rows[:count].copy(), cols[:count].copy(), zs[:count].copy()
 
 
