@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.datasets.synthetic.camera import look_at
 from pipeline.labels.pairs import pairs_stage
 
-NUM_POINTS, NUM_FRAMES, HW, REPEATS = 150_000, 100, (240, 320), 7
+NUM_POINTS, NUM_FRAMES, HW, REPEATS = 150_000, 100, (240, 320), 11
 INTR = np.array([[290.0, 0.0, 160.0], [0.0, 290.0, 120.0], [0.0, 0.0, 1.0]])
 ROOM = (np.array([0.0, 0.0, 0.0]), np.array([8.0, 6.0, 3.0]))
 BOXES = [(np.array([3.0, 2.0, 0.0]), np.array([4.5, 3.0, 0.75])),
@@ -93,15 +93,18 @@ def numpy_pairs(scene: dict[str, np.ndarray], tol: float = 0.05) -> dict[str, np
             "frame_offsets": np.cumsum(counts, dtype=np.int64)}
 
 
-def median_seconds(fn, repeats: int = REPEATS) -> tuple[float, list[float]]:
-    """Median wall time of repeated calls (after one warm-up call) and all the timings."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_seconds(fns: dict, repeats: int = REPEATS) -> dict[str, list[float]]:
+    """Wall times of each function, called in turn (after one warm-up each), so that both see
+    the same machine load; ratios of medians measured this way are what we quote."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
@@ -110,8 +113,10 @@ def main() -> None:
     got, want = pairs_stage({"scenes": scene}, PARAMS), numpy_pairs(scene)
     for name in ("point", "pixel", "frame_offsets"):
         np.testing.assert_array_equal(got[name], want[name])
-    kernel_s, kernel_all = median_seconds(lambda: pairs_stage({"scenes": scene}, PARAMS))
-    numpy_s, numpy_all = median_seconds(lambda: numpy_pairs(scene))
+    times = interleaved_seconds({"numba": lambda: pairs_stage({"scenes": scene}, PARAMS),
+                                 "numpy": lambda: numpy_pairs(scene)})
+    kernel_all, numpy_all = times["numba"], times["numpy"]
+    kernel_s, numpy_s = statistics.median(kernel_all), statistics.median(numpy_all)
     result = {
         "benchmark": "pairs stage (projection + depth test) vs vectorised NumPy",
         "command": "python benchmarks/bench_pairs.py",
@@ -121,7 +126,7 @@ def main() -> None:
         "speedup": round(numpy_s / kernel_s, 2),
         "numba_runs_s": [round(t, 5) for t in kernel_all],
         "numpy_runs_s": [round(t, 5) for t in numpy_all],
-        "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "load_average_1m": round(os.getloadavg()[0], 2), "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "python": sys.version.split()[0], "numpy": np.__version__,
     }
     out = Path(__file__).parent / "results" / "pairs.json"

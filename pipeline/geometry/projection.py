@@ -24,70 +24,121 @@ def _within(diff: float, z: float, abs_tol: float, rel_tol: float) -> bool:
     return a < abs_tol or a < rel_tol * z
 
 
-@numba.njit(cache=True)
-def _camera_uvz(points, m, intr, i):
-    """Camera depth z and continuous pixel (u, v) of point i, evaluated in one fixed order."""
-    px = np.float64(points[i, 0])
-    py = np.float64(points[i, 1])
-    pz = np.float64(points[i, 2])
-    z = m[2, 0] * px + m[2, 1] * py + m[2, 2] * pz + m[2, 3]
-    xn = (m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]) / z
-    yn = (m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]) / z
-    u = intr[0, 0] * xn + intr[0, 1] * yn + intr[0, 2]
-    v = intr[1, 0] * xn + intr[1, 1] * yn + intr[1, 2]
-    return z, u, v
-
-
 @numba.njit(cache=True, error_model="numpy")
-def project_kernel(points, world_to_camera, intrinsics, height, width, min_depth, border,
-                   depth, use_depth, abs_tol, rel_tol):
-    """Project f32[N,3] points; return kept (point, row, col, z) under the pixel convention.
+def frustum_mask(xs, ys, zs, m, k, height, width, min_depth, border, mask):
+    """Pass 1, over all points: in front of the camera and inside the image, without a division.
 
-    Two branch-free passes (a write cursor that advances only for kept points). The first
-    tests every point against the frustum without a division (u*z and v*z against the bounds
-    times z, with a margin far above rounding); the second applies the exact test of the pixel
-    convention, rounding and the depth test to those candidates. Whether a point is inside is
-    random in point order, so branches there would mostly mispredict.
+    Tests u*z and v*z against the bounds times z, with a margin far above rounding, so it keeps
+    a superset of the exact test's points. Branch-free over column arrays, so LLVM vectorises it.
     """
-    n = points.shape[0]
     u_hi = width - border
     v_hi = height - border
-    candidates = np.empty(n, np.int32)
-    c = 0
-    m, k = world_to_camera, intrinsics
-    for i in range(n):
-        px = np.float64(points[i, 0])
-        py = np.float64(points[i, 1])
-        pz = np.float64(points[i, 2])
+    margin = 1e-6 * (width + height)
+    for i in range(xs.shape[0]):
+        px = np.float64(xs[i])
+        py = np.float64(ys[i])
+        pz = np.float64(zs[i])
         z = m[2, 0] * px + m[2, 1] * py + m[2, 2] * pz + m[2, 3]
         xc = m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]
         yc = m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]
         uz = k[0, 0] * xc + k[0, 1] * yc + k[0, 2] * z
         vz = k[1, 0] * xc + k[1, 1] * yc + k[1, 2] * z
-        slack = 1e-6 * abs(z) * (width + height)
-        candidates[c] = i
-        c += ((z > min_depth) & (uz > border * z - slack) & (uz < u_hi * z + slack)
-              & (vz > border * z - slack) & (vz < v_hi * z + slack))
-    idx = np.empty(c, np.int32)
-    rows = np.empty(c, np.int32)
-    cols = np.empty(c, np.int32)
-    zs = np.empty(c, np.float32)
+        slack = margin * abs(z)
+        mask[i] = ((z > min_depth) & (uz > border * z - slack) & (uz < u_hi * z + slack)
+                   & (vz > border * z - slack) & (vz < v_hi * z + slack))
+
+
+@numba.njit(cache=True)
+def gather_candidates(xs, ys, zs, mask):
+    """Indices and coordinate columns of the masked points (a branch-free write cursor)."""
+    n = xs.shape[0]
+    idx = np.empty(n, np.int32)
+    cx = np.empty(n, np.float32)
+    cy = np.empty(n, np.float32)
+    cz = np.empty(n, np.float32)
+    c = 0
+    for i in range(n):
+        idx[c] = i
+        cx[c] = xs[i]
+        cy[c] = ys[i]
+        cz[c] = zs[i]
+        c += mask[i]
+    return idx[:c], cx[:c], cy[:c], cz[:c]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def exact_pixels(xs, ys, zs, m, k, height, width, border):
+    """Pass 2, over the candidates: the pixel convention's exact bounds test, rounded pixel, z.
+
+    u, v = K @ (x/z, y/z, 1) in this fixed order of operations; round half up and clamp.
+    Branch-free over column arrays, so LLVM vectorises it (divisions included).
+    """
+    n = xs.shape[0]
+    inside = np.empty(n, np.bool_)
+    rows = np.empty(n, np.int32)
+    cols = np.empty(n, np.int32)
+    zd = np.empty(n, np.float64)
+    u_hi = width - border
+    v_hi = height - border
+    for j in range(n):
+        px = np.float64(xs[j])
+        py = np.float64(ys[j])
+        pz = np.float64(zs[j])
+        z = m[2, 0] * px + m[2, 1] * py + m[2, 2] * pz + m[2, 3]
+        xn = (m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]) / z
+        yn = (m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]) / z
+        u = k[0, 0] * xn + k[0, 1] * yn + k[0, 2]
+        v = k[1, 0] * xn + k[1, 1] * yn + k[1, 2]
+        inside[j] = (border < u) & (u < u_hi) & (border < v) & (v < v_hi)
+        cols[j] = np.int32(min(max(math.floor(u + 0.5), 0.0), width - 1.0))
+        rows[j] = np.int32(min(max(math.floor(v + 0.5), 0.0), height - 1.0))
+        zd[j] = z
+    return inside, rows, cols, zd
+
+
+@numba.njit(cache=True)
+def keep_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol):
+    """Pass 3: the depth test (when a depth image is given) and the final compaction."""
+    n = idx.shape[0]
+    out_idx = np.empty(n, np.int32)
+    out_rows = np.empty(n, np.int32)
+    out_cols = np.empty(n, np.int32)
+    out_z = np.empty(n, np.float32)
     count = 0
-    for j in range(c):
-        i = candidates[j]
-        z, u, v = _camera_uvz(points, world_to_camera, intrinsics, i)
-        keep = (border < u) & (u < u_hi) & (border < v) & (v < v_hi)
-        col = min(max(int(math.floor(u + 0.5)), 0), width - 1)
-        row = min(max(int(math.floor(v + 0.5)), 0), height - 1)
+    for j in range(n):
+        r = rows[j]
+        c = cols[j]
+        z = zd[j]
+        keep = inside[j]
         if use_depth:
-            d = np.float64(depth[row, col])
-            keep &= (d > 0.0) & _within(d - z, z, abs_tol, rel_tol)
-        idx[count] = i
-        rows[count] = row
-        cols[count] = col
-        zs[count] = z
+            d = np.float64(depth[r, c])
+            a = abs(d - z)
+            keep &= (d > 0.0) & ((a < abs_tol) | (a < rel_tol * z))
+        out_idx[count] = idx[j]
+        out_rows[count] = r
+        out_cols[count] = c
+        out_z[count] = z
         count += keep
-    return idx[:count].copy(), rows[:count].copy(), cols[:count].copy(), zs[:count].copy()
+    return (out_idx[:count].copy(), out_rows[:count].copy(), out_cols[:count].copy(),
+            out_z[:count].copy())
+
+
+@numba.njit(cache=True)
+def project_kernel(xyz, world_to_camera, intrinsics, height, width, min_depth, border,
+                   depth, use_depth, abs_tol, rel_tol):
+    """Project f32[3,N] point columns; return kept (point, row, col, z) under the pixel convention.
+
+    Three branch-free passes: a division-free frustum test of every point, the exact test and
+    rounding of the candidates, then the depth test. Whether a point is kept is random in point
+    order, so branches would mostly mispredict; column arrays let the first two passes vectorise.
+    """
+    mask = np.empty(xyz.shape[1], np.bool_)
+    frustum_mask(xyz[0], xyz[1], xyz[2], world_to_camera, intrinsics, height, width,
+                 min_depth, border, mask)
+    idx, cx, cy, cz = gather_candidates(xyz[0], xyz[1], xyz[2], mask)
+    inside, rows, cols, zd = exact_pixels(cx, cy, cz, world_to_camera, intrinsics, height,
+                                          width, border)
+    return keep_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol)
 
 
 @numba.njit(cache=True)
@@ -121,12 +172,23 @@ def check_camera(world_to_camera: np.ndarray, intrinsics: np.ndarray) -> None:
         raise ValueError(f"intrinsics last row must be (0, 0, 1), got {intrinsics[2]}")
 
 
-def project_with_depth(points: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray,
-                       image_hw: tuple[int, int], *, min_depth: float = 0.0, border: int = 0,
-                       depth: np.ndarray | None = None, depth_abs_tol: float | None = 0.05,
-                       depth_rel_tol: float | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`project_points` that also returns each kept point's camera depth z (f32), for z-buffers."""
+def point_columns(points: np.ndarray) -> np.ndarray:
+    """f32[3,N] contiguous x, y, z columns of f32[N,3] points: the kernel's layout, made once."""
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must have shape [N, 3], got {points.shape}")
+    return np.ascontiguousarray(points.T, dtype=np.float32)
+
+
+def project_columns(xyz: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray,
+                    image_hw: tuple[int, int], *, min_depth: float = 0.0, border: int = 0,
+                    depth: np.ndarray | None = None, depth_abs_tol: float | None = 0.05,
+                    depth_rel_tol: float | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`project_points` on `point_columns(points)`, also returning each kept point's z (f32).
+
+    The pairs stage makes the columns once per scene and projects them into every frame.
+    """
     world_to_camera = np.ascontiguousarray(world_to_camera, dtype=np.float64)
     intrinsics = np.ascontiguousarray(intrinsics, dtype=np.float64)
     check_camera(world_to_camera, intrinsics)
@@ -139,7 +201,7 @@ def project_with_depth(points: np.ndarray, world_to_camera: np.ndarray, intrinsi
     else:
         abs_tol, rel_tol = DISABLED, DISABLED
         depth = np.zeros((1, 1), np.float32)
-    return project_kernel(np.ascontiguousarray(points, dtype=np.float32), world_to_camera,
+    return project_kernel(np.ascontiguousarray(xyz, dtype=np.float32), world_to_camera,
                           intrinsics, height, width, float(min_depth), float(border),
                           np.ascontiguousarray(depth, dtype=np.float32), use_depth,
                           abs_tol, rel_tol)
@@ -156,9 +218,9 @@ def project_points(points: np.ndarray, world_to_camera: np.ndarray, intrinsics: 
     |depth - z| < depth_abs_tol or |depth - z| < depth_rel_tol * z: when both tolerances are
     given either one passing is enough; None switches a tolerance off.
     """
-    idx, rows, cols, _ = project_with_depth(
-        points, world_to_camera, intrinsics, image_hw, min_depth=min_depth, border=border,
-        depth=depth, depth_abs_tol=depth_abs_tol, depth_rel_tol=depth_rel_tol)
+    idx, rows, cols, _ = project_columns(
+        point_columns(points), world_to_camera, intrinsics, image_hw, min_depth=min_depth,
+        border=border, depth=depth, depth_abs_tol=depth_abs_tol, depth_rel_tol=depth_rel_tol)
     return idx, rows, cols
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import SceneError
-from pipeline.geometry.projection import project_with_depth, zbuffer_visible
+from pipeline.geometry.projection import point_columns, project_columns, zbuffer_visible
 
 
 def image_size(scene: Mapping[str, np.ndarray]) -> tuple[int, int]:
@@ -19,14 +19,18 @@ def image_size(scene: Mapping[str, np.ndarray]) -> tuple[int, int]:
     raise SceneError("scene has neither color nor depth frames, so the image size is unknown")
 
 
-def frame_pairs(scene: Mapping[str, np.ndarray], k: int, image_hw: tuple[int, int],
-                params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Visible (point, row, col) of frame k: depth test when the scene has depth, else z-buffer."""
+def frame_pairs(scene: Mapping[str, np.ndarray], xyz: np.ndarray, k: int,
+                image_hw: tuple[int, int], params: Mapping[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Visible (point, row, col) of frame k: depth test when the scene has depth, else z-buffer.
+
+    xyz is `point_columns(scene["points"])`, made once per scene.
+    """
     depth = np.asarray(scene["depth"][k]) if "depth" in scene else None
     abs_tol = params.get("depth_abs_tol", 0.05)
     rel_tol = params.get("depth_rel_tol")
-    idx, rows, cols, zs = project_with_depth(
-        scene["points"], np.asarray(scene["world_to_camera"][k]),
+    idx, rows, cols, zs = project_columns(
+        xyz, np.asarray(scene["world_to_camera"][k]),
         np.asarray(scene["intrinsics"][k]), image_hw,
         min_depth=params.get("min_depth", 0.0), border=params.get("border", 0),
         depth=depth, depth_abs_tol=abs_tol, depth_rel_tol=rel_tol)
@@ -44,9 +48,10 @@ def pairs_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     num_frames = scene["world_to_camera"].shape[0]
     if scene["intrinsics"].shape[0] != num_frames:
         raise SceneError(f"{scene['intrinsics'].shape[0]} intrinsics for {num_frames} poses")
+    xyz = point_columns(scene["points"])
     points, pixels, counts = [], [], np.zeros(num_frames + 1, np.int64)
     for k in range(num_frames):
-        idx, rows, cols = frame_pairs(scene, k, image_hw, params)
+        idx, rows, cols = frame_pairs(scene, xyz, k, image_hw, params)
         points.append(idx)
         pixels.append(np.stack([rows, cols], axis=1).astype(np.int16))
         counts[k + 1] = idx.shape[0]
