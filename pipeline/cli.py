@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,10 +10,12 @@ import numpy as np
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline import store
 from pipeline.errors import PipelineError
+from pipeline.explain import scene_reasons
 from pipeline.lock import StoreLock
 from pipeline.progress import ProgressView, report_table
 from pipeline.runner import RunConfig, plan, run
@@ -31,10 +32,11 @@ StagesFileOpt = Annotated[Path | None, typer.Option("--stages-file", help="Stage
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: STAGE.PARAM=VALUE (YAML value). Repeatable.")]
 VariantOpt = Annotated[list[str] | None, typer.Option("--variant", help="Use a declared stage variant: STAGE=VARIANT (e.g. pseudo=simulated). Repeatable.")]
 SplitOpt = Annotated[str, typer.Option(help="Comma-separated splits to process.")]
+_WHY_LINES = 20  # per stage, in `status`
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -110,25 +112,18 @@ def run_cmd(
                       limit=limit, stages=_csv(stages), force=tuple(force or ()), overrides=_overrides(set_),
                       variants=_variants(variant), workers=workers, scheduler=scheduler)
         _generate_if_missing(graph, cfg, generate)
-        lock = StoreLock(cfg.store_root) if "://" not in cfg.store_root else None
-        if lock:
-            lock.__enter__()
-        try:
-            with ProgressView(console) as view:
-                reports = run(graph, cfg, view)
-        finally:
-            if lock:
-                lock.__exit__()
+        with StoreLock(cfg.store_root), ProgressView(console) as view:
+            reports = run(graph, cfg, view)
     except PipelineError as exc:
         _fail(str(exc))
         return
     console.print(report_table(reports))
     for r in reports:
         for line in r.warnings:
-            console.print(f"[yellow]warning[/yellow] {r.name}: {line}", highlight=False)
+            console.print(f"[yellow]warning[/yellow] {r.name}: {escape(line)}", highlight=False, soft_wrap=True)
     failures = [(r.name, line) for r in reports for line in r.failed.values()]
     for name, line in failures:
-        console.print(f"[red]failed[/red] {name}: {line}", highlight=False)
+        console.print(f"[red]failed[/red] {name}: {escape(line)}", highlight=False, soft_wrap=True)
     if failures:
         raise typer.Exit(1)
 
@@ -151,23 +146,50 @@ def status(
     except PipelineError as exc:
         _fail(str(exc))
         return
+    try:
+        pending, note = scene_reasons(graph, cfg, plans), None
+    except PipelineError as exc:  # e.g. no raw data on this machine: the stage-level reasons still hold
+        pending, note = {}, f"scenes not checked one by one: {exc}"
     table = Table(title=f"{dataset} stores at {cfg.store_root}")
     for col in ("stage", "kind", "done", "failed", "next run"):
         table.add_column(col)
-    failures = []
+    failures, why = [], []
     for p in plans:
-        exists = store.stage_exists(cfg.store_root, p.stage.name)
-        done = len(store.done_scenes(cfg.store_root, p.stage.name)) if exists else 0
-        if exists and p.stage.kind == "global":
-            done = int(store.scene_done(cfg.store_root, p.stage.name, store.GLOBAL,
-                                        store.stage_attrs(cfg.store_root, p.stage.name, store.GLOBAL).get("done", "")))
-        failed = store.stage_attrs(cfg.store_root, p.stage.name).get("failed", {}) if exists else {}
-        failures += [(p.stage.name, line) for line in failed.values()]
-        nxt = "skip (up to date; resumes missing scenes)" if p.reason == "up to date" else f"rebuild: {p.reason}"
-        table.add_row(p.stage.name, p.stage.kind, str(done), str(len(failed)), nxt)
+        name = p.stage.name
+        exists = store.stage_exists(cfg.store_root, name)
+        failed = store.stage_attrs(cfg.store_root, name).get("failed", {}) if exists else {}
+        failures += [(name, line) for line in failed.values()]
+        todo = pending.get(name, {})
+        if p.reason != "up to date":
+            nxt = f"rebuild: {p.reason}"
+            why.append(f"{name}: rebuild: {p.reason}")
+        elif todo:
+            nxt = f"resume: {len(todo)} scene(s) to compute"
+            why += [f"{name}: {'' if s == store.GLOBAL else s + ': '}{r}" for s, r in list(todo.items())[:_WHY_LINES]]
+            if len(todo) > _WHY_LINES:
+                why.append(f"{name}: ... and {len(todo) - _WHY_LINES} more scene(s)")
+        else:
+            nxt = "skip (up to date)" if note is None else "skip (up to date; resumes missing scenes)"
+        table.add_row(name, p.stage.kind, str(_done_count(cfg.store_root, name, p.stage.kind)),
+                      str(len(failed)), nxt)
     console.print(table)
+    for line in why:
+        console.print(f"next run {escape(line)}", highlight=False, soft_wrap=True)
     for name, line in failures:
-        console.print(f"[red]failed[/red] {name}: {line}", highlight=False)
+        console.print(f"[red]failed[/red] {name}: {escape(line)}", highlight=False, soft_wrap=True)
+    if note:
+        console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def _done_count(store_root: str, stage: str, kind: str) -> int:
+    """Scenes of a stage whose writing finished (0 or 1 for a global stage)."""
+    if kind != "global":
+        return len(store.done_scenes(store_root, stage))
+    try:
+        store.open_global(store_root, stage)
+    except PipelineError:
+        return 0
+    return 1
 
 
 @app.command("eval")
@@ -263,11 +285,12 @@ def clean(
         _fail(str(exc))
         return
     root = store_root or str(Path("data/stores") / dataset)
+    fs, _ = store.filesystem(root)
     for name in graph.downstream(stage):
-        path = Path(store.stage_url(root, name))
-        if path.exists():
-            shutil.rmtree(path)
-            console.print(f"removed {path}")
+        url = store.stage_url(root, name)
+        if fs.exists(url):
+            fs.rm(url, recursive=True)
+            console.print(f"removed {url}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -52,7 +53,7 @@ class ProgressView:
 
     def advance(self, task: Any, failure: str | None) -> None:
         if failure:
-            self.console.print(f"[red]failed[/red] {failure}", highlight=False)
+            self.console.print(f"[red]failed[/red] {escape(failure)}", highlight=False, soft_wrap=True)
             self._failed[task] += 1
             self.progress.update(task, failed=f"[red]{self._failed[task]} failed")
         self.progress.advance(task)

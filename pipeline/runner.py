@@ -7,10 +7,11 @@ A scene that fails is reported with its file and reason while the others finish.
 """
 from __future__ import annotations
 
+import posixpath
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,20 +164,28 @@ def run_scene_task(
 
 
 def _log_traceback(store_root: str, stage: str, scene: str) -> str:
-    path = Path(store_root) / "logs" / stage / f"{scene}.log"
+    """The current traceback into ``<store_root>/logs/<stage>/<scene>.log``; returns where it went."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(traceback.format_exc())
-    except OSError:
-        return "not written: store is not a local folder"
-    return str(path)
+        fs, root = store.filesystem(store_root)
+        path = posixpath.join(root, "logs", stage, f"{scene}.log")
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        fs.pipe_file(path, traceback.format_exc().encode())
+    except (OSError, PipelineError) as exc:
+        return f"not written: {exc}"
+    local = store.local_root(store_root)
+    name = ("logs", stage, f"{scene}.log")
+    return str(local.joinpath(*name)) if local is not None else posixpath.join(store_root, *name)
 
 
 class Executor:
-    """Runs task lists in-process (workers=0) or on a Dask cluster started on first use."""
+    """Runs task lists in-process (workers=0) or on a Dask cluster started on first use.
 
-    def __init__(self, workers: int, scheduler: str | None):
-        self.workers, self.scheduler = workers, scheduler
+    The local cluster's workers are processes, or threads of this process when ``processes`` is
+    False (a ``memory://`` store, which no other process sees).
+    """
+
+    def __init__(self, workers: int, scheduler: str | None, processes: bool = True):
+        self.workers, self.scheduler, self.processes = workers, scheduler, processes
         self._client: Any = None
         self._cluster: Any = None
 
@@ -199,10 +208,13 @@ class Executor:
             from dask.distributed import Client, LocalCluster
 
             if self.scheduler:
-                self._client = Client(self.scheduler)
+                try:
+                    self._client = Client(self.scheduler)
+                except OSError as exc:
+                    raise PipelineError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
             else:
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                             processes=True, dashboard_address=None)
+                                             processes=self.processes, dashboard_address=None)
                 self._client = Client(self._cluster)
         return self._client
 
@@ -215,6 +227,13 @@ class Executor:
 
 def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]:
     """Run the planned stages in order; ``progress`` is a pipeline.progress.ProgressView or None."""
+    if cfg.scheduler:
+        if store.in_one_process(cfg.store_root):
+            raise PipelineError(f"store {cfg.store_root} lives in this process's memory, which the workers of "
+                                f"{cfg.scheduler} cannot see: use a folder or an object-store URL")
+        local = store.local_root(cfg.store_root)  # the cluster's workers have their own working directory
+        cfg = replace(cfg, data_root=cfg.data_root.absolute(),
+                      store_root=str(local.absolute()) if local is not None else cfg.store_root)
     dataset = graph.dataset(cfg.dataset)
     plans = plan(graph, cfg)
     source = next((p for p in plans if p.stage.kind == "source"), None)
@@ -226,7 +245,7 @@ def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]
         raise PipelineError(
             f"no scenes found for dataset '{dataset.name}' under {cfg.data_root} (splits {', '.join(cfg.splits)})"
         )
-    executor = Executor(cfg.workers, cfg.scheduler)
+    executor = Executor(cfg.workers, cfg.scheduler, processes=not store.in_one_process(cfg.store_root))
     reports: list[StageReport] = []
     scene_fps: dict[str, dict[str, str]] = {}
     try:

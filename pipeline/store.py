@@ -4,6 +4,10 @@ Layout: ``<store_root>/<stage>.zarr/<scene>/<array>``; global stages write the g
 The stage root's attributes hold the stage fingerprint and the last run's failures; a scene
 group's ``done`` attribute holds the fingerprint it was written under and is set only after every
 array of the scene is written, so a killed run never leaves a scene that looks complete.
+A store root is a folder, a ``file://`` URL or any fsspec URL: ``memory://`` (one process only),
+``s3://`` / ``gs://`` when s3fs / gcsfs are installed, with credentials and endpoints from
+fsspec's configuration (``FSSPEC_S3='{"endpoint_url": ...}'``, ``~/.config/fsspec``) or the
+provider's usual environment.
 """
 from __future__ import annotations
 
@@ -12,36 +16,57 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import zarr
 import zarr.storage
 from zarr.codecs import ZstdCodec
+from zarr.core.sync import collect_aiterator
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, SceneError
 
 GLOBAL = "_global"
 CHUNK_BYTES = 4 << 20
 _COMPRESSORS = (ZstdCodec(level=3),)
 
 
-def _is_url(root: str) -> bool:
-    return "://" in root and not root.startswith("file://")
+def local_root(store_root: str | Path) -> Path | None:
+    """The folder of a local store root (a path or a ``file://`` URL); None for other URLs."""
+    root = str(store_root)
+    if root.startswith("file://"):
+        return Path(root[len("file://"):])
+    return None if "://" in root else Path(root)
+
+
+def in_one_process(store_root: str | Path) -> bool:
+    """True for a store that lives in one process's memory (``memory://``): no other process sees it."""
+    return str(store_root).startswith("memory://")
+
+
+def filesystem(store_root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of a store root and the root's path on it."""
+    local = local_root(store_root)
+    try:
+        return fsspec.core.url_to_fs(str(local.absolute()) if local is not None else str(store_root))
+    except (ImportError, ValueError) as exc:  # e.g. "Install s3fs to access S3"
+        raise PipelineError(f"store root {store_root}: {exc}") from exc
 
 
 def stage_url(store_root: str | Path, stage: str) -> str:
     """Path (or fsspec URL) of one stage's Zarr store."""
-    root = str(store_root)
-    if root.startswith("file://"):
-        root = root[len("file://"):]
-    if _is_url(root):
-        return posixpath.join(root, f"{stage}.zarr")
-    return str(Path(root) / f"{stage}.zarr")
+    local = local_root(store_root)
+    if local is None:
+        return posixpath.join(str(store_root), f"{stage}.zarr")
+    return str(local / f"{stage}.zarr")
 
 
 def _store(store_root: str | Path, stage: str, read_only: bool) -> Any:
     url = stage_url(store_root, stage)
-    if _is_url(url):
-        return zarr.storage.FsspecStore.from_url(url, read_only=read_only)
+    if local_root(store_root) is None:
+        try:
+            return zarr.storage.FsspecStore.from_url(url, read_only=read_only)
+        except (ImportError, ValueError) as exc:
+            raise PipelineError(f"store root {store_root}: {exc}") from exc
     return zarr.storage.LocalStore(url, read_only=read_only)
 
 
@@ -98,13 +123,21 @@ def write_scene(
     group.attrs["done"] = fingerprint
 
 
-def scene_done(store_root: str | Path, stage: str, scene: str, fingerprint: str) -> bool:
-    """True when ``scene`` was completely written under ``fingerprint``."""
+def _done_marker(root: zarr.Group, scene: str) -> str | None:
+    """A scene group's ``done`` fingerprint; None when missing, unfinished or unreadable (corrupt metadata)."""
     try:
-        group = open_stage(store_root, stage)[scene]
-    except (KeyError, PipelineError):
+        return root[scene].attrs.get("done")
+    except Exception:  # zarr raises KeyError, JSON and validation errors: none of them proves the scene done
+        return None
+
+
+def scene_done(store_root: str | Path, stage: str, scene: str, fingerprint: str) -> bool:
+    """True when ``scene`` was completely written under ``fingerprint`` (a corrupt group is not done)."""
+    try:
+        root = open_stage(store_root, stage)
+    except PipelineError:
         return False
-    return group.attrs.get("done") == fingerprint
+    return _done_marker(root, scene) == fingerprint
 
 
 def done_scenes(store_root: str | Path, stage: str) -> list[str]:
@@ -112,7 +145,12 @@ def done_scenes(store_root: str | Path, stage: str) -> list[str]:
     if not stage_exists(store_root, stage):
         return []
     root = open_stage(store_root, stage)
-    return sorted(name for name, group in root.groups() if name != GLOBAL and group.attrs.get("done"))
+    try:
+        marks = {name: group.attrs.get("done") for name, group in root.groups()}
+    except Exception:  # a group's metadata is unreadable: look at each scene on its own
+        names = collect_aiterator(root.store.list_dir(root.path))
+        marks = {name: _done_marker(root, name) for name in names if name != "zarr.json"}
+    return sorted(name for name, done in marks.items() if name != GLOBAL and done)
 
 
 def open_scene(store_root: str | Path, stage: str, scene: str) -> dict[str, zarr.Array]:
@@ -138,8 +176,27 @@ def stage_attrs(store_root: str | Path, stage: str, scene: str | None = None) ->
     return dict(node.attrs)
 
 
+def read_arrays(store_root: str | Path, stage: str, scene: str,
+                names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of one finished scene (all, or ``names``) in memory; an unreadable chunk is a SceneError."""
+    handles = open_scene(store_root, stage, scene)
+    out = {}
+    for name in names if names is not None else list(handles):
+        path = posixpath.join(stage_url(store_root, stage), scene, name)
+        if name not in handles:
+            raise SceneError(f"stage '{stage}' has no array '{name}'", path, scene)
+        try:
+            out[name] = handles[name][...]
+        except Exception as exc:  # codecs raise RuntimeError, ValueError...: a damaged chunk or store
+            group = posixpath.join(stage_url(store_root, stage), scene)
+            raise SceneError(f"cannot read array '{name}' of stage '{stage}' ({type(exc).__name__}: {exc}); "
+                             f"if the store is damaged, delete {group} and rerun to recompute this scene",
+                             path, scene) from exc
+    return out
+
+
 def read_scene(store_root: str | Path, stage: str, scene: str) -> dict[str, Any]:
     """One finished scene fully in memory: arrays and attributes in one dict."""
-    arrays = {name: arr[...] for name, arr in open_scene(store_root, stage, scene).items()}
+    arrays = read_arrays(store_root, stage, scene)
     attrs = {k: v for k, v in stage_attrs(store_root, stage, scene).items() if k != "done"}
     return {**attrs, **arrays}

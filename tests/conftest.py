@@ -26,3 +26,13 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     log = tmp_path / "calls.log"
     monkeypatch.setenv("TOY_LOG", str(log))
     return {"raw": raw, "stages": stages, "store": str(tmp_path / "stores"), "log": log}
+
+
+@pytest.fixture(scope="session")
+def room_template(tmp_path_factory) -> Path:
+    """One generated synthetic room (6 RGB-D frames) in ScanNet's layout, copied by `rooms.copy_rooms`."""
+    from pipeline.datasets.synthetic import generate_scannet
+
+    root = tmp_path_factory.mktemp("room_template")
+    generate_scannet(root, scenes=1, seed=3, frames=6, val=0, spacing=0.08)
+    return root

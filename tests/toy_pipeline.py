@@ -68,7 +68,7 @@ def boom_stage(inputs: dict, params: dict) -> dict[str, Any]:
 
 STAGES_YAML = """
 stages:
-  scenes: {function: "toy_pipeline:scenes_stage", kind: source, version: 1}
+  scenes: {function: "pipeline.datasets.base:scenes_stage", kind: source, version: 1}
   double:
     function: "toy_pipeline:double_stage"
     kind: scene
@@ -99,7 +99,3 @@ datasets:
       scale: {type: float, default: 1.0}
       sleep: {type: float, default: 0.0}
 """
-
-
-def scenes_stage(reader: ToyReader, scene: str) -> dict[str, Any]:
-    return reader.read(scene)

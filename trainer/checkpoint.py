@@ -44,7 +44,11 @@ def load(path: Path) -> dict[str, Any]:
     """A checkpoint dict; a clear error when it is missing or not ours."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated files, other pickles: torch raises many types
+        raise CheckpointError(f"{path} cannot be read as a trainer checkpoint: truncated, corrupt "
+                              f"or not written by torch.save ({type(exc).__name__})") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a trainer checkpoint (format {FORMAT})")
     return state

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trainer.config import ConfigError, TrainConfig, load_config
@@ -29,6 +30,14 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", help="Override one key: --set epochs=3 --set intra_scene=false (repeatable).")]
 CheckpointOpt = Annotated[Path, typer.Option(
     "--checkpoint", help="A best.pt/last.pt file; its saved config is the starting point.")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="auto|cpu|cuda, wins over the config (auto: CUDA when torch and "
+                     "MinkowskiEngine have it).")]
+
+
+def with_device(overrides: list[str] | None, device: str | None) -> list[str]:
+    """The --set overrides, then --device as the last one, so it wins."""
+    return [*(overrides or []), *([f"device={device}"] if device else [])]
 
 
 @contextmanager
@@ -42,7 +51,7 @@ def _user_errors() -> Iterator[None]:
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
     except (CheckpointError, PipelineError, FileNotFoundError, KeyError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -76,16 +85,20 @@ def fit(
     resume: Annotated[bool, typer.Option(help="Continue the run from <run>/last.pt.")] = False,
     until_epoch: Annotated[int | None, typer.Option(
         help="Stop after this epoch (time-limited jobs); continue later with --resume.")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Train the 3D model (Sec. 3.4 schedule); checkpoints and metrics go to <runs_root>/<name>."""
+    from trainer.distributed import rank_from_env
     from trainer.engine import fit as run_fit
 
     if config is None:
         raise typer.BadParameter("--config is required (a YAML file or a preset name)")
 
     def go() -> None:
-        cfg = load_config(config, overrides or [])
+        cfg = load_config(config, with_device(overrides, device))
         summary = run_fit(cfg, resume=resume, until_epoch=until_epoch, console=console)
+        if rank_from_env() != 0:  # under torchrun, rank 0 reports
+            return
         last = summary.get("last", {})
         if "iou" in last:
             _print_iou(last, f"{cfg.name}: epoch {summary['epoch']}")
@@ -100,12 +113,13 @@ def evaluate(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     output: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Per-class IoU and mIoU of a checkpoint on val_split, at full point resolution."""
     from trainer.engine import evaluate as run_eval
 
     def go() -> None:
-        cfg = _config_from_checkpoint(checkpoint, config, overrides)
+        cfg = _config_from_checkpoint(checkpoint, config, with_device(overrides, device))
         result = run_eval(cfg, checkpoint, console=console)
         _print_iou(result, f"{checkpoint} on {result['scenes']} scenes")
         if output is not None:
@@ -128,13 +142,14 @@ def predict(
     clip_model: Annotated[str, typer.Option(help="open_clip model for new class lists.")] = "ViT-B-16",
     clip_pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag.")] = "openai",
     clip_checkpoint: Annotated[str | None, typer.Option(help="Local CLIP weights file.")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Labels per point (<scene>.labels.npy) and a coloured PLY per scene, for any class list."""
     from trainer.data import resolve_scenes
     from trainer.predict import predict as run_predict
 
     def go() -> None:
-        cfg = _config_from_checkpoint(checkpoint, config, overrides)
+        cfg = _config_from_checkpoint(checkpoint, config, with_device(overrides, device))
         ids = ([s.strip() for s in scenes.split(",") if s.strip()] if scenes
                else resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"))
         result = run_predict(cfg, checkpoint, out or cfg.run_dir / "predictions", ids, classes,

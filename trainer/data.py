@@ -159,10 +159,17 @@ class SceneDataset(Dataset):
 
 
 class EpochBatchSampler(Sampler):
-    """Batches of (epoch, position, scene index); set `epoch` before iterating. Order = f(seed, epoch)."""
+    """Batches of (epoch, position, scene index); set `epoch` before iterating. Order = f(seed, epoch).
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, loop: int = 1):
+    With `world` > 1 processes it yields rank `rank`'s share of each global batch of
+    `batch_size` scenes (scene k of the batch goes to rank k mod world, with the position one
+    process would give it), so the ranks together see exactly one process's batches.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, loop: int = 1,
+                 rank: int = 0, world: int = 1):
         self.size, self.batch_size, self.shuffle, self.seed, self.loop = size, batch_size, shuffle, seed, loop
+        self.rank, self.world = rank, world
         self.epoch = 1
 
     def order(self) -> np.ndarray:
@@ -176,7 +183,7 @@ class EpochBatchSampler(Sampler):
         order = self.order()
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            yield [(self.epoch, start + k, int(i)) for k, i in enumerate(chunk)]
+            yield [(self.epoch, start + k, int(i)) for k, i in enumerate(chunk)][self.rank::self.world]
 
     def __len__(self) -> int:
         return -(-self.size * self.loop // self.batch_size)
@@ -219,8 +226,13 @@ def _cat(items: Sequence[dict[str, Any]], key: str, shift: torch.Tensor | None =
     return torch.cat(parts)
 
 
-def collate(items: Sequence[dict[str, Any]]) -> Batch:
-    """Concatenate scenes: ME batched coordinates, offsets, indices shifted by voxel offsets."""
+def collate(items: Sequence[dict[str, Any]]) -> Batch | None:
+    """Concatenate scenes: ME batched coordinates, offsets, indices shifted by voxel offsets.
+
+    None for no scenes: a rank's empty share of a last batch smaller than the world size.
+    """
+    if not items:
+        return None
     offsets = _offsets([len(item["coords"]) for item in items])
     batch = Batch(
         scenes=[item["scene"] for item in items],
@@ -240,10 +252,10 @@ def collate(items: Sequence[dict[str, Any]]) -> Batch:
     return batch
 
 
-def make_loader(cfg: TrainConfig, dataset: SceneDataset, shuffle: bool,
-                loop: int = 1) -> tuple[DataLoader, EpochBatchSampler]:
+def make_loader(cfg: TrainConfig, dataset: SceneDataset, shuffle: bool, loop: int = 1,
+                rank: int = 0, world: int = 1) -> tuple[DataLoader, EpochBatchSampler]:
     """A DataLoader over `dataset` with worker prefetching, and its epoch-aware batch sampler."""
-    sampler = EpochBatchSampler(len(dataset), cfg.batch_size, shuffle, cfg.seed, loop)
+    sampler = EpochBatchSampler(len(dataset), cfg.batch_size, shuffle, cfg.seed, loop, rank, world)
     workers = cfg.num_workers
     loader = DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,

@@ -5,14 +5,16 @@ phase the sampled voxels' features go through the intra-scene transformer (Eq. 3
 inter-scene transformer (Eq. 7, fed the intra output when both are on), each with its own
 Eq. 4 loss; in the feedback phase Eq. 8 pulls f_m of the sampled voxels towards the last
 transformer's output. The step loss is the mean of the active terms. SGD (3D model + head) and
-AdamW (transformers), both with cosine decay over all steps of the run.
+AdamW (transformers), both with cosine decay over all steps of the run. Under `torchrun` the
+processes share each step's batch (trainer/distributed.py).
 """
 from __future__ import annotations
 
 import math
 import random
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from trainer import checkpoint
+from trainer import checkpoint, distributed
 from trainer.config import ConfigError, TrainConfig, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
 from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
@@ -36,6 +38,9 @@ def pick_device(name: str) -> torch.device:
     """auto|cpu|cuda -> device; CUDA needs both torch and MinkowskiEngine built with it."""
     usable = torch.cuda.is_available() and ME.is_cuda_available()
     if name == "auto":
+        if torch.cuda.is_available() and not usable:
+            warnings.warn("torch sees a CUDA device but MinkowskiEngine is a CPU-only build: running "
+                          "on the CPU (make setup-gpu builds it with CUDA)", stacklevel=2)
         return torch.device("cuda" if usable else "cpu")
     if name == "cuda" and not usable:
         raise ConfigError("device: cuda requested but torch or MinkowskiEngine has no CUDA support")
@@ -99,6 +104,31 @@ def compute_losses(models: Models, batch: Batch, terms: ActiveTerms,
     if terms.feedback:
         losses["feedback"] = feedback_kl(sampled, aggregated, text, temperature)
     return losses
+
+
+def element_counts(batch: Batch | None, losses: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Elements each computed term averages over: pairs for Eq. 1, sampled voxels for the others."""
+    return {name: len(batch.pair_voxel) if name == "cross_modal" else len(batch.sample_voxel)
+            for name in losses}
+
+
+def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor],
+              counts: dict[str, int]) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """This process's part of the step loss, and the step's term values over all processes.
+
+    The step loss is the mean of the terms computed anywhere in the global batch, each term the
+    mean over all its elements; a process weights its terms by its share of their elements, so
+    the parts sum to the loss of one process over the whole batch. The part is None where this
+    process computed no term; the values are empty where no process did (the step is skipped).
+    """
+    names = [f.name for f in fields(ActiveTerms)]
+    local = [float(counts.get(n, 0)) for n in names]
+    local += [losses[n].item() * counts[n] if n in losses else 0.0 for n in names]
+    reduced = distributed.all_sum(ctx, torch.tensor(local, dtype=torch.float64, device=ctx.device)).tolist()
+    totals, sums = dict(zip(names, reduced[:len(names)], strict=True)), reduced[len(names):]
+    values = {n: s / totals[n] for n, s in zip(names, sums, strict=True) if totals[n] > 0}
+    parts = [losses[n] * (counts[n] / totals[n]) for n in losses]
+    return (torch.stack(parts).sum() / len(values) if parts else None), values
 
 
 @dataclass
@@ -221,16 +251,20 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
     if last_path.exists() and not resume:
         raise checkpoint.CheckpointError(
             f"{run_dir} already holds a run: pass --resume to continue it or choose another name")
-    device = pick_device(cfg.device)
+    ctx = distributed.setup(pick_device(cfg.device))
+    device = ctx.device
     models = build_models(cfg, device)
+    distributed.broadcast_state(ctx, (models.encoder, models.correlation))
+    params = [*models.encoder.parameters(), *models.correlation.parameters()]
     num_classes = len(models.class_names)
     scene_stage = "scenes" if cfg.label_stage == "gt" else cfg.label_stage
     train_scenes = resolve_scenes(cfg.train_split, cfg.store_root, scene_stage, "train_split")
     train_set = SceneDataset(cfg, train_scenes, num_classes, train=True)
-    loader, sampler = make_loader(cfg, train_set, shuffle=True, loop=cfg.loop)
+    loader, sampler = make_loader(cfg, train_set, shuffle=True, loop=cfg.loop, rank=ctx.rank,
+                                  world=ctx.world)
     val = None
     if cfg.eval_every:
-        val = eval_loader(cfg, resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"),
+        val = eval_loader(cfg, ctx.shard(resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")),
                           num_classes)
     optimizers = build_optimizers(cfg, models, cfg.epochs * len(loader))
     start, step, best = 1, 0, -math.inf
@@ -243,9 +277,10 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
         optimizers.load_state_dict(state["optim"])
         checkpoint.set_rng_state(state["rng"])
         start, step, best = state["epoch"] + 1, state["step"], state["best_miou"]
-    save_config(cfg, run_dir / "config.yaml")
+    if ctx.is_main:
+        save_config(cfg, run_dir / "config.yaml")
     summary: dict[str, Any] = {"run_dir": str(run_dir), "epoch": start - 1, "best_miou": best}
-    with RunLog(run_dir, cfg.progress, console) as log:
+    with RunLog(run_dir if ctx.is_main else None, cfg.progress, console, keep_epochs=start - 1) as log:
         for epoch in range(start, cfg.epochs + 1):
             terms = active_terms(cfg, epoch)
             sampler.epoch = epoch
@@ -253,17 +288,22 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
             task = log.progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(loader), loss=math.nan)
             epoch_start, total, steps = time.perf_counter(), 0.0, 0
             for batch in loader:
-                losses = compute_losses(models, batch.to(device), terms, cfg.feedback_temperature)
-                if not losses:
+                losses = ({} if batch is None else
+                          compute_losses(models, batch.to(device), terms, cfg.feedback_temperature))
+                part, values = step_loss(ctx, losses, element_counts(batch, losses))
+                if values:  # else no process has a loss term in this batch: nothing to learn
+                    optimizers.zero_grad()
+                    if part is not None:
+                        part.backward()
+                    distributed.sum_gradients(ctx, params)
+                    optimizers.step()
+                distributed.average_buffers(ctx, (models.encoder,), ran=batch is not None)
+                if not values:
                     continue
-                loss = torch.stack(list(losses.values())).mean()
-                optimizers.zero_grad()
-                loss.backward()
-                optimizers.step()
                 step, steps = step + 1, steps + 1
-                total += loss.item()
-                record = {"kind": "train", "epoch": epoch, "step": step, "loss": loss.item(),
-                          **{k: v.item() for k, v in losses.items()},
+                loss = sum(values.values()) / len(values)
+                total += loss
+                record = {"kind": "train", "epoch": epoch, "step": step, "loss": loss, **values,
                           "lr_3d": optimizers.sgd.param_groups[0]["lr"]}
                 log.write(record, step)
                 log.progress.update(task, advance=1, loss=record["loss"])
@@ -273,14 +313,16 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
                       "seconds": time.perf_counter() - epoch_start}
             evaluate_now = val is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
             if evaluate_now:
-                record.update(iou_record(evaluate_loader(models, val, device, log), models.class_names))
+                confusion = distributed.all_sum_array(ctx, evaluate_loader(models, val, device, log))
+                record.update(iou_record(confusion, models.class_names))
                 is_best = record["miou"] > best
                 best = max(best, record["miou"])
             log.write(record, step)
-            state = _checkpoint_state(cfg, models, optimizers, epoch, step, best)
-            checkpoint.save_atomic(state, last_path)
-            if evaluate_now and is_best:
-                checkpoint.save_atomic(state, best_path)
+            if ctx.is_main:
+                state = _checkpoint_state(cfg, models, optimizers, epoch, step, best)
+                checkpoint.save_atomic(state, last_path)
+                if evaluate_now and is_best:
+                    checkpoint.save_atomic(state, best_path)
             summary.update(epoch=epoch, best_miou=best, last=record)
             if until_epoch is not None and epoch >= until_epoch:
                 break

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +27,48 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
 
 
+def keep_records(path: Path, epochs: int) -> int:
+    """Drop the records of epochs after `epochs` from a metrics file (a run killed mid-epoch, or
+    before its first checkpoint, left them); returns the last step kept (0 if none)."""
+    if not path.is_file():
+        return 0
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # the line a kill cut short
+            continue
+        if record.get("epoch", 0) <= epochs:
+            kept.append(record)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+    return max((int(r.get("step", 0)) for r in kept), default=0)
+
+
 class RunLog:
-    """Appends metrics to `<run>/metrics.jsonl` and TensorBoard; owns the progress bar."""
+    """Appends metrics to `<run>/metrics.jsonl` and TensorBoard; owns the progress bar. Records of
+    epochs after `keep_epochs` (the resumed checkpoint's epoch) are dropped first.
 
-    def __init__(self, run_dir: Path, progress: bool, console: Console | None = None):
-        from torch.utils.tensorboard import SummaryWriter  # heavy; only when a run starts
+    Without a run folder (processes other than rank 0 of a distributed run) it writes nothing
+    and shows no progress.
+    """
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.jsonl = (run_dir / "metrics.jsonl").open("a")
-        self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+    def __init__(self, run_dir: Path | None, progress: bool, console: Console | None = None,
+                 keep_epochs: int = 0):
+        self.jsonl, self.tb = None, None
+        if run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # heavy; only when a run writes
+
+            run_dir.mkdir(parents=True, exist_ok=True)
+            last_step = keep_records(run_dir / "metrics.jsonl", keep_epochs)
+            self.jsonl = (run_dir / "metrics.jsonl").open("a")
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=last_step + 1)
         self.console = console or Console()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}"), RateColumn(), TimeRemainingColumn(),
-            console=self.console, disable=not progress)
+            console=self.console, disable=not progress or run_dir is None)
 
     def __enter__(self) -> RunLog:
         self.progress.start()
@@ -47,11 +76,14 @@ class RunLog:
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
-        self.jsonl.close()
-        self.tb.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+            self.tb.close()
 
     def write(self, record: dict[str, Any], step: int) -> None:
         """One JSON line; its finite numeric values also go to TensorBoard under `kind/key`."""
+        if self.jsonl is None:
+            return
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         for key, value in record.items():

@@ -59,14 +59,18 @@ def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mappi
 
 
 def read_class_names(classes: str | Sequence[str]) -> list[str]:
-    """Class names from data/classes/<name>.txt (one per line, order = label id) or an inline list."""
-    if isinstance(classes, str):
-        path = CLASSES_DIR / f"{classes}.txt"
-        if not path.is_file():
-            known = sorted(p.stem for p in CLASSES_DIR.glob("*.txt"))
-            raise PipelineError(f"unknown class set {classes!r}; known: {', '.join(known)} (in {CLASSES_DIR})")
-        classes = path.read_text(encoding="utf-8").splitlines()
-    return validate_class_names(classes)
+    """Class names from data/classes/<name>.txt (one per line, order = label id) or an inline list;
+    a bad list is a PipelineError naming its file."""
+    if not isinstance(classes, str):
+        return validate_class_names(classes)
+    path = CLASSES_DIR / f"{classes}.txt"
+    if not path.is_file():
+        known = sorted(p.stem for p in CLASSES_DIR.glob("*.txt"))
+        raise PipelineError(f"unknown class set {classes!r}; known: {', '.join(known)} (in {CLASSES_DIR})")
+    try:
+        return validate_class_names(path.read_text(encoding="utf-8").splitlines())
+    except PipelineError as exc:
+        raise PipelineError(f"file {path}: {exc}") from exc
 
 
 def _model(params: Mapping[str, Any]) -> tuple[torch.nn.Module, Any]:

@@ -48,5 +48,6 @@ def read_split(root: Path, dataset: str, filename: str) -> list[str] | None:
 
 
 def scenes_stage(reader: Reader, scene: str) -> dict[str, Any]:
-    """The source stage: one scene record from the dataset's reader."""
-    return reader.read(scene)
+    """The source stage: one scene record from the dataset's reader, with its raw-file manifest
+    (``raw_files``, so that ``hicl-pipeline status`` can name the file that changed)."""
+    return {**reader.read(scene), "raw_files": [list(entry) for entry in reader.manifest(scene)]}

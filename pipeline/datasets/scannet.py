@@ -119,25 +119,31 @@ class ScanNetReader:
         return sorted(dict.fromkeys(chosen))
 
     def _frame_files(self, scene: str) -> list[tuple[int, Path, Path, Path]]:
+        """(index, colour, depth, pose) of every frame with a colour or depth image, every N-th kept."""
         base = self.frames_root / scene
-        color_dir = base / "color"
+        color_dir, depth_dir = base / "color", base / "depth"
         if not color_dir.is_dir():
             raise SceneError("no exported frames (color/ folder missing)", color_dir)
-        ids = sorted(i for i in (_frame_index(n) for n in os.listdir(color_dir)) if i is not None)
-        ids = ids[:: self.params["frame_skip"]]
-        names = {_frame_index(n): n for n in os.listdir(color_dir)}
+        colors = {i: n for n in os.listdir(color_dir) if (i := _frame_index(n)) is not None}
+        depths = {i: n for n in (os.listdir(depth_dir) if depth_dir.is_dir() else [])
+                  if (i := _frame_index(n)) is not None}
         out = []
-        for i in ids:
-            stem = names[i].rsplit(".", 1)[0]
-            out.append((i, color_dir / names[i], base / "depth" / f"{stem}.png", base / "pose" / f"{stem}.txt"))
+        for i in sorted(colors.keys() | depths.keys())[:: self.params["frame_skip"]]:
+            stem = (colors.get(i) or depths[i]).rsplit(".", 1)[0]
+            color = color_dir / colors.get(i, f"{stem}.jpg")
+            out.append((i, color, depth_dir / f"{stem}.png", base / "pose" / f"{stem}.txt"))
         return out
 
     def manifest(self, scene: str) -> list[ManifestEntry]:
-        """Every raw file the scene's record is computed from, with size and mtime."""
+        """Every raw file the scene's record is computed from, with size and mtime (-1: missing)."""
         d = self.scene_dir(scene)
         files = [d / f"{scene}_vh_clean_2.ply", d / f"{scene}_vh_clean_2.labels.ply",
                  self.frames_root / scene / "intrinsic" / "intrinsic_depth.txt"]
-        for _, c, dep, p in self._frame_files(scene):
+        try:
+            frames = self._frame_files(scene)
+        except SceneError:  # no color/ folder: recorded as missing, read() reports it
+            frames, files = [], [*files, self.frames_root / scene / "color"]
+        for _, c, dep, p in frames:
             files += [c, dep, p]
         return [file_entry(f) for f in files]
 
@@ -190,6 +196,9 @@ class ScanNetReader:
             skipped.setdefault(reason, []).append(str(path))
 
         for i, color_path, depth_path, pose_path in self._frame_files(scene):
+            if not color_path.is_file():
+                skip("colour frame missing", color_path)
+                continue
             if not depth_path.is_file():
                 skip("depth frame missing", depth_path)
                 continue
@@ -207,10 +216,14 @@ class ScanNetReader:
             try:
                 with Image.open(depth_path) as im:
                     depth_raw = np.asarray(im)
+            except OSError as exc:
+                skip(f"depth image unreadable ({exc.__class__.__name__})", depth_path)
+                continue
+            try:
                 with Image.open(color_path) as im:
                     color = np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
             except OSError as exc:
-                skip(f"image unreadable ({exc.__class__.__name__})", color_path)
+                skip(f"colour image unreadable ({exc.__class__.__name__})", color_path)
                 continue
             if depth_raw.ndim != 2 or depth_raw.dtype != np.uint16:
                 skip("depth is not a single-channel uint16 PNG", depth_path)

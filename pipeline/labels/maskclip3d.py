@@ -38,9 +38,9 @@ def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes
     missed = np.zeros(num_classes, np.int64)
     pairs_cm = np.zeros((num_classes, num_classes), np.int64)
     for scene in scenes:
-        gt = np.asarray(store.open_scene(store_root, "scenes", scene)["labels"][...]).astype(np.int64)
-        point = np.asarray(store.open_scene(store_root, "pairs", scene)["point"][...]).astype(np.int64)
-        label = np.asarray(store.open_scene(store_root, stage, scene)["label"][...]).astype(np.int64)
+        gt = store.read_arrays(store_root, "scenes", scene, ["labels"])["labels"].astype(np.int64)
+        point = store.read_arrays(store_root, "pairs", scene, ["point"])["point"].astype(np.int64)
+        label = store.read_arrays(store_root, stage, scene, ["label"])["label"].astype(np.int64)
         voted = point_majority(label, point, len(gt), num_classes)
         points_cm += confusion_matrix(voted, gt, num_classes)
         missed += unlabelled(voted, gt, num_classes)
