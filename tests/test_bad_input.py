@@ -188,9 +188,9 @@ def _datasets() -> list[str]:
     ("wall\n\nchair\n", "empty class name at position(s) [1]; every label id needs a name"),
 ], ids=["duplicate", "empty name"])
 def test_bad_class_list_names_its_file(text, reason, room_template, tmp_path, monkeypatch):
-    from pipeline.clip import stages as clip_stages
+    from pipeline import classes
 
-    monkeypatch.setattr(clip_stages, "CLASSES_DIR", tmp_path)
+    monkeypatch.setattr(classes, "CLASSES_DIR", tmp_path)
     (tmp_path / "mine.txt").write_text(text)
     result = invoke("run", "-d", "synthetic-scannet", "--data-root", room_template, "--store-root",
                     tmp_path / "stores", "--workers", "0", "--stages", "text", "--set", "text.classes=mine")

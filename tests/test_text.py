@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.classes import read_class_names
 from pipeline.clip.model import TINY_CONFIG, load_clip
-from pipeline.clip.stages import read_class_names, text_stage
+from pipeline.clip.stages import text_stage
 from pipeline.clip.templates import PROMPT_TEMPLATES
 from pipeline.clip.text import text_embeddings
 from pipeline.errors import PipelineError

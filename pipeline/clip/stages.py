@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import open_clip
 import torch
 
+from pipeline.classes import read_class_names
 from pipeline.clip.maskclip import dense_features
 from pipeline.clip.model import load_clip
 from pipeline.clip.templates import PROMPT_TEMPLATES
-from pipeline.clip.text import text_embeddings, validate_class_names
+from pipeline.clip.text import text_embeddings
 from pipeline.errors import PipelineError, SceneError
-
-CLASSES_DIR = Path(__file__).resolve().parents[2] / "data" / "classes"
 
 
 def text_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,21 +54,6 @@ def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mappi
             images = (frames.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
             out[start:start + len(frames)] = dense_features(model, images, key_smoothing=key_smoothing).half().cpu().numpy()
     return {"features": out, "patch_size": list(patch_hw)}
-
-
-def read_class_names(classes: str | Sequence[str]) -> list[str]:
-    """Class names from data/classes/<name>.txt (one per line, order = label id) or an inline list;
-    a bad list is a PipelineError naming its file."""
-    if not isinstance(classes, str):
-        return validate_class_names(classes)
-    path = CLASSES_DIR / f"{classes}.txt"
-    if not path.is_file():
-        known = sorted(p.stem for p in CLASSES_DIR.glob("*.txt"))
-        raise PipelineError(f"unknown class set {classes!r}; known: {', '.join(known)} (in {CLASSES_DIR})")
-    try:
-        return validate_class_names(path.read_text(encoding="utf-8").splitlines())
-    except PipelineError as exc:
-        raise PipelineError(f"file {path}: {exc}") from exc
 
 
 def _model(params: Mapping[str, Any]) -> tuple[torch.nn.Module, Any]:

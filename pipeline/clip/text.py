@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.classes import validate_class_names
 from pipeline.errors import PipelineError
 
 PROMPT_BATCH = 512  # prompts encoded per forward pass; bounds memory for long class lists
@@ -29,20 +30,6 @@ def text_embeddings(
         per_prompt = torch.cat(chunks).reshape(len(names), len(templates), -1)
         ensembled = F.normalize(per_prompt.mean(dim=1), dim=-1)
     return ensembled.cpu().numpy().astype(np.float32)
-
-
-def validate_class_names(class_names: Sequence[str]) -> list[str]:
-    """The names stripped of surrounding spaces; empty or repeated names are a PipelineError."""
-    names = [str(name).strip() for name in class_names]
-    if not names:
-        raise PipelineError("the class list is empty")
-    empty = [i for i, name in enumerate(names) if not name]
-    if empty:
-        raise PipelineError(f"empty class name at position(s) {empty}; every label id needs a name")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise PipelineError(f"repeated class name(s) {repeated}; each class must be listed once")
-    return names
 
 
 def _validate_templates(templates: Sequence[str]) -> list[str]:
