@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.classes import read_class_names
 from pipeline.errors import SceneError
 
 # Look-alikes among the ScanNet 20 classes (data/classes/scannet20.txt ids): (a, b) means
@@ -36,6 +37,20 @@ SCANNET_LOOKALIKES: tuple[tuple[int, int], ...] = (
     (17, 11),            # sink -> counter
     (18, 16), (16, 17),  # bathtub -> toilet, toilet -> sink
 )
+# Look-alikes among the nuScenes 16 classes (data/classes/nuscenes16.txt ids).
+NUSCENES_LOOKALIKES: tuple[tuple[int, int], ...] = (
+    (1, 5), (5, 1),      # bicycle - motorcycle
+    (3, 9), (9, 3),      # car - truck
+    (2, 9), (8, 9),      # bus -> truck, trailer -> truck
+    (4, 9),              # construction vehicle -> truck
+    (7, 0),              # traffic cone -> barrier
+    (0, 14),             # barrier -> manmade
+    (11, 10), (12, 10),  # other flat -> driveable surface, sidewalk -> driveable surface
+    (10, 12),            # driveable surface -> sidewalk
+    (13, 15), (15, 13),  # terrain - vegetation
+)
+# A class set's look-alikes by its size, for params without `lookalikes` (other sizes: none).
+LOOKALIKES_BY_CLASS_COUNT = {20: SCANNET_LOOKALIKES, 16: NUSCENES_LOOKALIKES}
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -46,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "blob_prob": 0.15,             # chance that a blob of a frame gets one random class
     "blob_size": 16,               # pixels: side of a square blob (a ViT patch)
     "pixel_error": 0.1,            # chance of a random wrong class at a single pair
-    "lookalikes": [list(p) for p in SCANNET_LOOKALIKES],
+    "lookalikes": None,            # None: LOOKALIKES_BY_CLASS_COUNT[num_classes]
 }
 
 _SALT_IGNORE, _SALT_SCENE, _SALT_VIEW, _SALT_BLOB, _SALT_OFFSET, _SALT_PIXEL = range(1, 7)
@@ -113,7 +128,8 @@ def simulated_labels(gt: np.ndarray, pair_xyz: np.ndarray, frame: np.ndarray,
     """Noisy labels i64[P] from ground truth i64[P] (-1 ignore) of pairs, see module docstring."""
     p = {**DEFAULTS, **params}
     c = int(p["num_classes"])
-    table, counts = partner_table(p["lookalikes"], c)
+    lookalikes = p["lookalikes"] if p["lookalikes"] is not None else LOOKALIKES_BY_CLASS_COUNT.get(c, ())
+    table, counts = partner_table(lookalikes, c)
     ignored = gt < 0
     label = np.where(ignored, (uniform(hash_keys(seed, _SALT_IGNORE, frame, point)) * c)
                      .astype(np.int64), gt)
@@ -174,8 +190,6 @@ def simulated_text_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     MaskCLIP's, so the benchmark measures the method and not the conditioning of an untrained
     text tower (a random tiny CLIP's class embeddings have a median cosine of about 0.9).
     """
-    from pipeline.clip.stages import read_class_names
-
     names = read_class_names(params["classes"])
     dim = int(params.get("dim", 512))
     if dim < len(names):
