@@ -97,15 +97,13 @@ def exact_pixels(xs, ys, zs, m, k, height, width, border):
 
 
 @numba.njit(cache=True)
-def keep_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol):
-    """Pass 3: the depth test (when a depth image is given) and the final compaction."""
-    n = idx.shape[0]
-    out_idx = np.empty(n, np.int32)
-    out_rows = np.empty(n, np.int32)
-    out_cols = np.empty(n, np.int32)
-    out_z = np.empty(n, np.float32)
-    count = 0
-    for j in range(n):
+def append_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol,
+                   out_point, out_pixel, out_z, start):
+    """Pass 3: the depth test (when a depth image is given), appending the kept candidates to
+    the output buffers from `start` on (they must have room for all candidates); returns the end.
+    """
+    count = start
+    for j in range(idx.shape[0]):
         r = rows[j]
         c = cols[j]
         z = zd[j]
@@ -114,13 +112,23 @@ def keep_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol
             d = np.float64(depth[r, c])
             a = abs(d - z)
             keep &= (d > 0.0) & ((a < abs_tol) | (a < rel_tol * z))
-        out_idx[count] = idx[j]
-        out_rows[count] = r
-        out_cols[count] = c
+        out_point[count] = idx[j]
+        out_pixel[count, 0] = r
+        out_pixel[count, 1] = c
         out_z[count] = z
         count += keep
-    return (out_idx[:count].copy(), out_rows[:count].copy(), out_cols[:count].copy(),
-            out_z[:count].copy())
+    return count
+
+
+@numba.njit(cache=True)
+def frame_candidates(xyz, world_to_camera, intrinsics, height, width, min_depth, border, mask):
+    """Passes 1 and 2 for one camera: candidate indices, exact inside flags, pixels and z."""
+    frustum_mask(xyz[0], xyz[1], xyz[2], world_to_camera, intrinsics, height, width,
+                 min_depth, border, mask)
+    idx, cx, cy, cz = gather_candidates(xyz[0], xyz[1], xyz[2], mask)
+    inside, rows, cols, zd = exact_pixels(cx, cy, cz, world_to_camera, intrinsics, height,
+                                          width, border)
+    return idx, inside, rows, cols, zd
 
 
 @numba.njit(cache=True)
@@ -133,12 +141,49 @@ def project_kernel(xyz, world_to_camera, intrinsics, height, width, min_depth, b
     order, so branches would mostly mispredict; column arrays let the first two passes vectorise.
     """
     mask = np.empty(xyz.shape[1], np.bool_)
-    frustum_mask(xyz[0], xyz[1], xyz[2], world_to_camera, intrinsics, height, width,
-                 min_depth, border, mask)
-    idx, cx, cy, cz = gather_candidates(xyz[0], xyz[1], xyz[2], mask)
-    inside, rows, cols, zd = exact_pixels(cx, cy, cz, world_to_camera, intrinsics, height,
-                                          width, border)
-    return keep_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol)
+    idx, inside, rows, cols, zd = frame_candidates(xyz, world_to_camera, intrinsics, height,
+                                                   width, min_depth, border, mask)
+    point = np.empty(idx.shape[0], np.int32)
+    pixel = np.empty((idx.shape[0], 2), np.int32)
+    z = np.empty(idx.shape[0], np.float32)
+    count = append_visible(idx, inside, rows, cols, zd, depth, use_depth, abs_tol, rel_tol,
+                           point, pixel, z, 0)
+    return point[:count].copy(), pixel[:count, 0].copy(), pixel[:count, 1].copy(), z[:count].copy()
+
+
+@numba.njit(cache=True)
+def project_scene_kernel(xyz, world_to_camera, intrinsics, height, width, min_depth, border,
+                         depth, use_depth, abs_tol, rel_tol):
+    """`project_kernel` for every frame of a scene, concatenated once into ragged outputs:
+    point i32[P], pixel i16[P,2] (row, col), z f32[P] and frame offsets i64[F+1].
+
+    Each frame's result is a small array (its memory is reused frame to frame); the outputs
+    are allocated once, at their final size.
+    """
+    frames = world_to_camera.shape[0]
+    mask = np.empty(xyz.shape[1], np.bool_)
+    offsets = np.zeros(frames + 1, np.int64)
+    parts = []
+    for f in range(frames):
+        idx, inside, rows, cols, zd = frame_candidates(
+            xyz, world_to_camera[f], intrinsics[f], height, width, min_depth, border, mask)
+        point = np.empty(idx.shape[0], np.int32)
+        pixel = np.empty((idx.shape[0], 2), np.int16)
+        z = np.empty(idx.shape[0], np.float32)
+        count = append_visible(idx, inside, rows, cols, zd, depth[f] if use_depth else depth[0],
+                               use_depth, abs_tol, rel_tol, point, pixel, z, 0)
+        parts.append((point[:count].copy(), pixel[:count].copy(), z[:count].copy()))
+        offsets[f + 1] = offsets[f] + count
+    total = offsets[frames]
+    point = np.empty(total, np.int32)
+    pixel = np.empty((total, 2), np.int16)
+    z = np.empty(total, np.float32)
+    for f in range(frames):
+        lo, hi = offsets[f], offsets[f + 1]
+        point[lo:hi] = parts[f][0]
+        pixel[lo:hi] = parts[f][1]
+        z[lo:hi] = parts[f][2]
+    return point, pixel, z, offsets
 
 
 @numba.njit(cache=True)
@@ -164,12 +209,14 @@ def tolerances(abs_tol: float | None, rel_tol: float | None) -> tuple[float, flo
 
 
 def check_camera(world_to_camera: np.ndarray, intrinsics: np.ndarray) -> None:
-    """Reject matrices of the wrong shape or intrinsics whose last row is not (0, 0, 1)."""
-    if world_to_camera.shape != (4, 4) or intrinsics.shape != (3, 3):
-        raise ValueError(f"expected 4x4 and 3x3 matrices, got {world_to_camera.shape} "
-                         f"and {intrinsics.shape}")
-    if not np.allclose(intrinsics[2], (0.0, 0.0, 1.0)):
-        raise ValueError(f"intrinsics last row must be (0, 0, 1), got {intrinsics[2]}")
+    """Reject matrices of the wrong shape (one camera, or the same number F of each) or
+    intrinsics whose last row is not (0, 0, 1)."""
+    if (world_to_camera.shape[-2:] != (4, 4) or intrinsics.shape[-2:] != (3, 3)
+            or world_to_camera.shape[:-2] != intrinsics.shape[:-2] or world_to_camera.ndim > 3):
+        raise ValueError(f"expected 4x4 and 3x3 matrices (or F of each), got "
+                         f"{world_to_camera.shape} and {intrinsics.shape}")
+    if not np.allclose(intrinsics[..., 2, :], (0.0, 0.0, 1.0)):
+        raise ValueError(f"intrinsics last row must be (0, 0, 1), got {intrinsics[..., 2, :]}")
 
 
 def point_columns(points: np.ndarray) -> np.ndarray:
@@ -205,6 +252,37 @@ def project_columns(xyz: np.ndarray, world_to_camera: np.ndarray, intrinsics: np
                           intrinsics, height, width, float(min_depth), float(border),
                           np.ascontiguousarray(depth, dtype=np.float32), use_depth,
                           abs_tol, rel_tol)
+
+
+def project_scene(xyz: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray,
+                  image_hw: tuple[int, int], *, min_depth: float = 0.0, border: int = 0,
+                  depth: np.ndarray | None = None, depth_abs_tol: float | None = 0.05,
+                  depth_rel_tol: float | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`project_columns` for F cameras (f64[F,4,4], f64[F,3,3], depth f32[F,H,W]) in one call:
+    point i32[P], pixel i16[P,2] (row, col), z f32[P], and offsets i64[F+1] (frame k's pairs
+    are [offsets[k], offsets[k+1])). What the pairs stage runs."""
+    world_to_camera = np.ascontiguousarray(world_to_camera, dtype=np.float64)
+    intrinsics = np.ascontiguousarray(intrinsics, dtype=np.float64)
+    if world_to_camera.ndim != 3:
+        raise ValueError(f"expected F 4x4 matrices, got shape {world_to_camera.shape}")
+    check_camera(world_to_camera, intrinsics)
+    height, width = int(image_hw[0]), int(image_hw[1])
+    if max(height, width) > np.iinfo(np.int16).max:
+        raise ValueError(f"image size {height}x{width} does not fit int16 pixel coordinates")
+    use_depth = depth is not None
+    if use_depth:
+        abs_tol, rel_tol = tolerances(depth_abs_tol, depth_rel_tol)
+        if depth.shape != (world_to_camera.shape[0], height, width):
+            raise ValueError(f"depth shape {depth.shape} differs from "
+                             f"{(world_to_camera.shape[0], height, width)} (frames, image_hw)")
+    else:
+        abs_tol, rel_tol = DISABLED, DISABLED
+        depth = np.zeros((1, 1, 1), np.float32)
+    return project_scene_kernel(np.ascontiguousarray(xyz, dtype=np.float32), world_to_camera,
+                                intrinsics, height, width, float(min_depth), float(border),
+                                np.ascontiguousarray(depth, dtype=np.float32), use_depth,
+                                abs_tol, rel_tol)
 
 
 def project_points(points: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray,
