@@ -1,0 +1,151 @@
+"""Figure functions write PNGs of the expected size; the quality benchmark aggregates seeds right."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer.figures import (
+    DPI,
+    SCANNET20_COLORS,
+    Curve,
+    class_colors,
+    plot_feature_maps,
+    plot_label_views,
+    plot_miou_curves,
+    project,
+    room_axes,
+    tsne_2d,
+)
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quality.py"
+NAMES = [f"class{c}" for c in range(20)]
+
+
+def bench_quality():
+    """benchmarks/bench_quality.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def room(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny box room turned by 30 degrees: points and a class per point."""
+    rng = np.random.default_rng(seed)
+    points = rng.uniform([0, 0, 0], [4, 3, 2.5], (n, 3))
+    points[: n // 2, 2] = 0.0  # floor
+    angle = np.radians(30)
+    turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    labels = np.where(points[:, 2] == 0, 1, rng.integers(0, 20, n))
+    labels[:5] = -1
+    return points @ turn.T, labels
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_class_colors_use_the_palette_and_grey_for_unlabelled():
+    colors = class_colors(np.array([0, 19, -1, 25]), 20)
+    assert np.allclose(colors[0], SCANNET20_COLORS[0] / 255) and np.allclose(colors[1], SCANNET20_COLORS[19] / 255)
+    assert np.allclose(colors[2], colors[3]) and colors[2].min() > 0.8
+
+
+def test_room_axes_aligns_walls_and_views_order_points():
+    points, _ = room()
+    turned = room_axes(points)
+    spans = sorted(np.ptp(turned[:, :2], axis=0))
+    assert spans == pytest.approx([3.0, 4.0], abs=0.1)
+    xy, order = project(points, "top-down")
+    assert xy.shape == (len(points), 2) and sorted(order) == list(range(len(points)))
+    assert turned[order[-1], 2] == turned[:, 2].max()  # highest drawn last
+    xy, order = project(points, "oblique", cut=0.2)
+    near = (turned[:, 0] > turned[:, 0].max() - 0.2) | (turned[:, 1] > turned[:, 1].max() - 0.2)
+    assert sorted(order) == list(np.flatnonzero(~near))  # the near walls are cut away
+    with pytest.raises(ValueError):
+        project(points, "side")
+
+
+def test_label_views_writes_a_png_of_the_expected_size(tmp_path):
+    points, labels = room()
+    path = plot_label_views(tmp_path / "fig4.png", points, {"a": labels, "b": labels[::-1], "gt": labels},
+                            NAMES, "title", views=("top-down", "oblique"), panel_inches=2.0)
+    width, height = png_size(path)
+    assert width == 3 * 2 * DPI
+    assert 2 * 2 * DPI < height < 2 * 2 * DPI + 2 * DPI
+
+
+def test_feature_maps_and_tsne_write_a_png(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 4, 40), rng.integers(0, 4, 30)]
+    feats = [rng.normal(size=(40, 8)) + labels[0][:, None], rng.normal(size=(30, 8)) + labels[1][:, None]]
+    xy = [tsne_2d(f) for f in feats]
+    assert xy[0].shape == (40, 2) and np.isfinite(xy[0]).all()
+    scene = [np.zeros(40, int), np.ones(30, int)]
+    both = (np.concatenate(xy), np.concatenate(labels), np.concatenate(scene))
+    grid = [[(xy[0], labels[0], scene[0])] * 2, [(xy[1], labels[1], scene[1])] * 2, [both] * 2]
+    path = plot_feature_maps(tmp_path / "fig7.png", grid, ["s0", "s1", "both"], ["base", "intra"], NAMES,
+                             "title", scene_names=["s0", "s1"], panel_inches=2.0)
+    width, height = png_size(path)
+    assert width == 2 * 2 * DPI and height == int((3 * 2 + 1.2) * DPI)
+
+
+def test_miou_curves_write_a_png_of_the_expected_size(tmp_path):
+    curves = {"I": Curve([1, 2, 3], [0.1, 0.2, 0.25], [0.01, 0.02, 0.01]), "V": Curve([1, 2, 3], [0.1, 0.22, 0.3])}
+    path = plot_miou_curves(tmp_path / "fig6.png", curves, "title", {"pseudo": 0.26}, phase_starts=(2, 3))
+    assert png_size(path) == (7 * DPI, int(4.5 * DPI))
+
+
+def fake_run(row: str, seed: int, miou: float) -> dict:
+    return {"row": row, "seed": seed, "miou": miou, "iou": {"wall": miou + 0.1, "sink": None},
+            "curve": {"epochs": [1, 2], "miou": [miou / 2, miou]}}
+
+
+def test_aggregate_means_stds_and_paired_deltas():
+    bench = bench_quality()
+    values = {"I": [0.10, 0.12, 0.14], "II": [0.15, 0.15, 0.18], "V": [0.20, 0.30, 0.25]}
+    per_seed = {row: [fake_run(row, s, v) for s, v in enumerate(vals)] for row, vals in values.items()}
+    rows = bench.aggregate(per_seed)
+    assert list(rows) == ["I", "II", "V"]
+    for row, vals in values.items():
+        pct = [100 * v for v in vals]
+        assert rows[row]["miou_mean"] == pytest.approx(statistics.fmean(pct), abs=1e-3)
+        assert rows[row]["miou_std"] == pytest.approx(statistics.stdev(pct), abs=1e-3)
+        assert rows[row]["per_seed"] == pytest.approx(pct, abs=1e-3)
+        assert rows[row]["seeds"] == [0, 1, 2]
+    assert rows["I"]["iou_mean"] == {"wall": pytest.approx(22.0, abs=1e-3), "sink": None}
+    assert "delta_vs_I" not in rows["I"] and "delta_vs_previous" not in rows["I"]
+    assert rows["V"]["delta_vs_previous"]["vs"] == "II"
+    assert rows["V"]["delta_vs_previous"]["per_seed"] == pytest.approx([5.0, 15.0, 7.0], abs=1e-3)
+    assert rows["II"]["delta_vs_I"]["mean"] == pytest.approx(statistics.fmean([5.0, 3.0, 4.0]), abs=1e-3)
+    json.dumps(rows)  # the table is plain JSON
+
+
+def test_single_seed_has_no_std_and_curves_aggregate_per_epoch():
+    bench = bench_quality()
+    rows = bench.aggregate({"I": [fake_run("I", 0, 0.2)]})
+    assert rows["I"]["miou_mean"] == pytest.approx(20.0) and rows["I"]["miou_std"] is None
+    curves = bench.aggregate_curves([{"epochs": [1, 2, 3], "miou": [0.1, 0.2, 0.3]},
+                                     {"epochs": [1, 2], "miou": [0.3, 0.4]}])
+    assert curves["epochs"] == [1, 2]
+    assert curves["miou_mean"] == pytest.approx([20.0, 30.0])
+    assert curves["miou_std"] == pytest.approx([statistics.stdev([10, 30]), statistics.stdev([20, 40])], abs=1e-3)
+    plotted = bench.curve_for_plot(curves)
+    assert plotted.miou == pytest.approx([0.2, 0.3]) and plotted.spread is not None
+    assert bench.curve_for_plot(bench.aggregate_curves([{"epochs": [1], "miou": [0.1]}])).spread is None
+
+
+def test_noise_params_are_the_stages_yaml_defaults():
+    noise = bench_quality().noise_params()
+    assert noise["view_flip_prob"] == 0.3 and noise["pixel_error"] == 0.1 and noise["seed"] == 0
