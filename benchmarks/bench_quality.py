@@ -21,6 +21,9 @@ Run: .venv/bin/python benchmarks/bench_quality.py [--jobs 2]
      -> benchmarks/results/table2.json, benchmarks/results/fig6-epochs.png
      .venv/bin/python benchmarks/bench_quality.py --quick   (8 rooms, 1 seed, 2 epochs; a smoke
      run, results under data/runs/bench-quality-quick/)
+     .venv/bin/python benchmarks/bench_quality.py --epochs 60 --rows I,II,V --seeds 0   (the same
+     rooms and stores, a longer schedule: -> benchmarks/results/table2-e60.json and
+     fig6-epochs-e60.png; curve rows are then scored every epochs/20 epochs)
 """
 from __future__ import annotations
 
@@ -205,13 +208,26 @@ def schedule(plan: Plan) -> dict[str, Any]:
             "loop": 1, "progress": False}
 
 
+def with_schedule(plan: Plan, epochs: int | None, seeds: Sequence[int] | None) -> Plan:
+    """`plan` with another epoch count and seeds: same rooms and stores, own runs and outputs."""
+    if epochs is None and seeds is None:
+        return plan
+    epochs = plan.epochs if epochs is None else epochs
+    seeds = plan.seeds if seeds is None else tuple(seeds)
+    tag = f"e{epochs}" + ("" if seeds == plan.seeds else "-s" + "".join(map(str, seeds)))
+    return Plan(plan.name, plan.rooms, seeds, epochs, plan.root.with_name(f"{plan.root.name}-{tag}"),
+                plan.out_json.with_name(f"{plan.out_json.stem}-{tag}.json"),
+                plan.out_png.with_name(f"{plan.out_png.stem}-{tag}.png"))
+
+
 def overrides(plan: Plan, row: str, seed: int) -> list[str]:
-    """`key=value` trainer overrides of one run (rows I and V are validated after every epoch)."""
+    """`key=value` trainer overrides of one run (rows I and V are validated every
+    max(1, epochs // 20) epochs, i.e. after every epoch at the default 20)."""
     values = {
         **schedule(plan), "name": f"{row}-s{seed}", "seed": seed, "runs_root": str(plan.root / "runs"),
         "store_root": str(plan.stores), "train_split": str(plan.raw / "scannetv2_train.txt"),
         "val_split": str(plan.raw / "scannetv2_val.txt"),
-        "eval_every": 1 if row in CURVE_ROWS else plan.epochs}
+        "eval_every": max(1, plan.epochs // 20) if row in CURVE_ROWS else plan.epochs}
     return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
 
 
@@ -287,29 +303,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 rooms, 1 seed, 2 epochs (a smoke run)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at once (default 2)")
+    parser.add_argument("--epochs", type=int, help=f"epochs per run (default {FULL.epochs})")
+    parser.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
+                        help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--rows", type=lambda v: v.split(","), default=list(ROWS),
+                        help="comma-separated Table 2 rows (default I,II,III,IV,V)")
     args = parser.parse_args()
-    plan = QUICK if args.quick else FULL
+    if unknown := sorted(set(args.rows) - set(ROWS)):
+        parser.error(f"--rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs: must be at least 1")
+    rows_run = [r for r in ROWS if r in args.rows]
+    curve_rows = [r for r in CURVE_ROWS if r in rows_run]
+    plan = with_schedule(QUICK if args.quick else FULL, args.epochs, args.seeds)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     load = LoadSampler()
     start = time.perf_counter()
     plan.root.mkdir(parents=True, exist_ok=True)
     labels = preprocess(plan)
     preprocess_s = time.perf_counter() - start
-    tasks = [(row, seed) for seed in plan.seeds for row in ROWS]
+    tasks = [(row, seed) for seed in plan.seeds for row in rows_run]
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(lambda t: train_one(plan, t[0], t[1], threads), tasks))
-    per_seed = {row: sorted((r for r in done if r["row"] == row), key=lambda r: r["seed"]) for row in ROWS}
+    per_seed = {row: sorted((r for r in done if r["row"] == row), key=lambda r: r["seed"]) for row in rows_run}
     rows = aggregate(per_seed)
-    curves = {row: aggregate_curves([r["curve"] for r in per_seed[row]]) for row in CURVE_ROWS}
+    curves = {row: aggregate_curves([r["curve"] for r in per_seed[row]]) for row in curve_rows}
     cfg = load_config("ablation-V", overrides(plan, "V", plan.seeds[0]))
     train_scenes = (plan.raw / "scannetv2_train.txt").read_text().split()
     val_scenes = (plan.raw / "scannetv2_val.txt").read_text().split()
-    plot_miou_curves(
-        plan.out_png, {f"row {r} ({'baseline' if r == 'I' else 'full method'}), mean +- std over "
-                       f"{len(plan.seeds)} seed(s)": curve_for_plot(curves[r]) for r in CURVE_ROWS},
-        f"Fig. 6 on synthetic ScanNet: validation mIoU per epoch ({len(val_scenes)} rooms)",
-        {"pseudo-labels voted onto points": labels["pseudo"]["miou"],
-         "refined labels voted onto points": labels["refine"]["miou"]}, phase_starts(cfg))
+    if curve_rows:
+        plot_miou_curves(
+            plan.out_png, {f"row {r} ({'baseline' if r == 'I' else 'full method'}), mean +- std over "
+                           f"{len(plan.seeds)} seed(s)": curve_for_plot(curves[r]) for r in curve_rows},
+            f"Fig. 6 on synthetic ScanNet: validation mIoU per epoch ({len(val_scenes)} rooms)",
+            {"pseudo-labels voted onto points": labels["pseudo"]["miou"],
+             "refined labels voted onto points": labels["refine"]["miou"]}, phase_starts(cfg))
     steps_per_epoch = -(-len(train_scenes) // cfg.batch_size)
     result = {
         "benchmark": "Table 2 ablation rows I-V on synthetic ScanNet (simulated VLM), mean and "
@@ -318,14 +346,15 @@ def main() -> None:
         "quick": args.quick,
         "rows": rows,
         "paper_table2_scannet_val": PAPER_TABLE2,
-        "switches": {row: {s: load_config(f"ablation-{row}").to_dict()[s] for s in SWITCHES} for row in ROWS},
+        "switches": {row: {s: load_config(f"ablation-{row}").to_dict()[s] for s in SWITCHES} for row in rows_run},
         "curves": curves,
         "noise": noise_params(),
         "noise_lookalikes": [list(pair) for pair in SCANNET_LOOKALIKES],
         "labels_val": {stage: {"point_miou": round(100 * v["miou"], 3),
                                "pair_accuracy": round(100 * v["pair_accuracy"], 3)}
                        for stage, v in labels.items()},
-        "schedule": {**schedule(plan), "epochs_evaluated_every_epoch": list(CURVE_ROWS),
+        "schedule": {**schedule(plan), "curve_rows": curve_rows,
+                     "curve_every_epochs": max(1, plan.epochs // 20),
                      "steps_per_epoch": steps_per_epoch, "steps_per_run": steps_per_epoch * plan.epochs,
                      "phase_starts": list(phase_starts(cfg)), "label_source": "pseudo for row I, refine for II-V",
                      "score": "last epoch, full point resolution, validation split", "seeds": list(plan.seeds)},
@@ -346,7 +375,7 @@ def main() -> None:
     plan.out_json.parent.mkdir(parents=True, exist_ok=True)
     plan.out_json.write_text(json.dumps(result, indent=1) + "\n")
     print_table(rows, f"Table 2 on synthetic ScanNet ({len(plan.seeds)} seed(s), {plan.epochs} epochs)")
-    print(f"wrote {plan.out_json} and {plan.out_png} in {result['wall_s']:.0f} s")
+    print(f"wrote {plan.out_json}{f' and {plan.out_png}' if curve_rows else ''} in {result['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -149,3 +149,15 @@ def test_single_seed_has_no_std_and_curves_aggregate_per_epoch():
 def test_noise_params_are_the_stages_yaml_defaults():
     noise = bench_quality().noise_params()
     assert noise["view_flip_prob"] == 0.3 and noise["pixel_error"] == 0.1 and noise["seed"] == 0
+
+
+def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
+    bench = bench_quality()
+    assert bench.with_schedule(bench.FULL, None, None) is bench.FULL
+    plan = bench.with_schedule(bench.FULL, 60, [0])
+    assert (plan.raw, plan.stores) == (bench.FULL.raw, bench.FULL.stores)
+    assert plan.epochs == 60 and plan.seeds == (0,)
+    assert plan.root.name == "bench-quality-e60-s0" and plan.out_json.name == "table2-e60-s0.json"
+    assert bench.with_schedule(bench.FULL, 40, None).out_png.name == "fig6-epochs-e40.png"
+    eval_every = {kv.split("=")[0]: kv.split("=")[1] for kv in bench.overrides(plan, "I", 0)}["eval_every"]
+    assert eval_every == "3"
