@@ -177,20 +177,48 @@ def _log_traceback(store_root: str, stage: str, scene: str) -> str:
     return str(local.joinpath(*name)) if local is not None else posixpath.join(store_root, *name)
 
 
+GPU = "GPU"  # the Dask worker resource that a GPU stage's task takes one unit of
+
+
+def uses_gpu(stage: Stage, params: Mapping[str, Any]) -> bool:
+    """Whether a stage may run on the GPU: a `gpu: true` stage whose device is not cpu."""
+    return stage.gpu and params.get("device") != "cpu"
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device here (imports torch: called only for GPU stages)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def needs_local_gpu(cfg: RunConfig, plans: list[StagePlan]) -> bool:
+    """Whether the local cluster gets a GPU worker: a GPU stage will run and CUDA is here."""
+    return (cfg.scheduler is None and cfg.workers > 0
+            and any(uses_gpu(p.stage, p.params) and p.reason != "up to date" for p in plans)
+            and cuda_available())
+
+
 class Executor:
     """Runs task lists in-process (workers=0) or on a Dask cluster started on first use.
 
     The local cluster's workers are processes, or threads of this process when ``processes`` is
-    False (a ``memory://`` store, which no other process sees).
+    False (a ``memory://`` store, which no other process sees). With ``gpu`` one of them holds
+    the GPU resource, so GPU tasks run one at a time while the others take CPU tasks; on an
+    external cluster, workers started with ``--resources GPU=1`` hold it.
     """
 
-    def __init__(self, workers: int, scheduler: str | None, processes: bool = True):
-        self.workers, self.scheduler, self.processes = workers, scheduler, processes
+    def __init__(self, workers: int, scheduler: str | None, processes: bool = True, gpu: bool = False):
+        self.workers, self.scheduler, self.processes, self.gpu = workers, scheduler, processes, gpu
         self._client: Any = None
         self._cluster: Any = None
 
-    def map(self, tasks: list[tuple], on_done: Callable[[tuple], None]) -> None:
-        """Run ``run_scene_task(*args)`` for each args tuple; call ``on_done`` with each result."""
+    def map(self, tasks: list[tuple], on_done: Callable[[tuple], None], gpu: bool = False) -> None:
+        """Run ``run_scene_task(*args)`` for each args tuple; call ``on_done`` with each result.
+
+        ``gpu``: the tasks may use the GPU; each takes one unit of the GPU resource when some
+        worker has it (otherwise they run anywhere and pick their device themselves).
+        """
         if self.workers == 0 and self.scheduler is None:
             for args in tasks:
                 on_done(run_scene_task(*args))
@@ -198,10 +226,17 @@ class Executor:
         from dask.distributed import as_completed
 
         client = self._start()
-        futures = [client.submit(run_scene_task, *args, pure=False, key=f"{args[0]}-{args[5]}-{args[7]}")
+        resources = {GPU: 1} if gpu and self.gpu_workers() else None
+        futures = [client.submit(run_scene_task, *args, pure=False, key=f"{args[0]}-{args[5]}-{args[7]}",
+                                 resources=resources)
                    for args in tasks]
         for fut in as_completed(futures):
             on_done(fut.result())
+
+    def gpu_workers(self) -> list[str]:
+        """Addresses of the cluster's workers that hold the GPU resource."""
+        info = self._start().scheduler_info(n_workers=-1)["workers"]
+        return sorted(addr for addr, w in info.items() if (w.get("resources") or {}).get(GPU))
 
     def _start(self) -> Any:
         if self._client is None:
@@ -213,9 +248,15 @@ class Executor:
                 except OSError as exc:
                     raise PipelineError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
             else:
-                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                             processes=self.processes, dashboard_address=None)
+                self._cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=self.processes,
+                                             dashboard_address=None)
+                if self.gpu:  # one worker of the same kind as the others, plus the GPU resource
+                    spec = self._cluster.new_spec
+                    self._cluster.worker_spec["gpu"] = {
+                        **spec, "options": {**spec["options"], "resources": {GPU: 1}}}
+                self._cluster.scale(self.workers)
                 self._client = Client(self._cluster)
+                self._client.wait_for_workers(self.workers)
         return self._client
 
     def close(self) -> None:
@@ -245,7 +286,8 @@ def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]
         raise PipelineError(
             f"no scenes found for dataset '{dataset.name}' under {cfg.data_root} (splits {', '.join(cfg.splits)})"
         )
-    executor = Executor(cfg.workers, cfg.scheduler, processes=not store.in_one_process(cfg.store_root))
+    executor = Executor(cfg.workers, cfg.scheduler, processes=not store.in_one_process(cfg.store_root),
+                        gpu=needs_local_gpu(cfg, plans))
     reports: list[StageReport] = []
     scene_fps: dict[str, dict[str, str]] = {}
     try:
@@ -297,7 +339,7 @@ def _run_stage(p: StagePlan, cfg: RunConfig, dataset: Dataset, reader: Any, scen
         if progress:
             progress.advance(task, failure)
 
-    executor.map(tasks, on_done)
+    executor.map(tasks, on_done, gpu=uses_gpu(stage, p.params))
     scene_fps[stage.name] = fps  # failed scenes were removed: downstream counts them as blocked
     report.failed = failed
     root_group = store.open_stage(root, stage.name, mode="a")

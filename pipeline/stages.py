@@ -70,6 +70,7 @@ class Stage:
     doc: str = ""
     variants: Mapping[str, Stage] = field(default_factory=dict)
     variant: str = "default"
+    gpu: bool = False  # runs on the GPU when its `device` param resolves to CUDA
 
     def resolve(self) -> Callable[..., Any]:
         """Import the stage function named by ``module:function``."""
@@ -248,7 +249,7 @@ def parse_graph(raw: Any, source: str = "stages.yaml") -> Graph:
 
 def _stage(name: str, spec: Any, where: str, variant: str = "default") -> Stage:
     """One stage record from its YAML mapping, validated."""
-    _expect_keys(spec, {"function", "kind", "needs", "version", "params", "doc", "variants"},
+    _expect_keys(spec, {"function", "kind", "needs", "version", "params", "doc", "variants", "gpu"},
                  {"function", "kind", "version"}, where)
     if spec["kind"] not in KINDS:
         raise PipelineError(f"{where}: kind must be one of {', '.join(KINDS)}, got {spec['kind']!r}")
@@ -256,8 +257,14 @@ def _stage(name: str, spec: Any, where: str, variant: str = "default") -> Stage:
         raise PipelineError(f"{where}: function must be 'module:function', got {spec['function']!r}")
     if not _TYPES["int"](spec["version"]):
         raise PipelineError(f"{where}: version must be an int")
+    gpu = spec.get("gpu", False)
+    if not isinstance(gpu, bool):
+        raise PipelineError(f"{where}: gpu must be true or false, got {gpu!r}")
+    params = _params(spec.get("params"), where)
+    if gpu and "device" not in params:
+        raise PipelineError(f"{where}: a gpu stage needs a 'device' param (auto, cpu or cuda)")
     return Stage(name, str(spec["function"]), spec["kind"], tuple(spec.get("needs") or ()), spec["version"],
-                 _params(spec.get("params"), where), spec.get("doc", ""), variant=variant)
+                 params, spec.get("doc", ""), variant=variant, gpu=gpu)
 
 
 def _order(stages: Mapping[str, Stage], source: str) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Device choice: the trainer and the `features` stage take the GPU when there is one, unless told.
+"""Device choice: the trainer and the `features` stage take the GPU when there is one, unless told;
+on a Dask cluster GPU tasks take the `GPU` resource, one at a time.
 
 CUDA is simulated (torch.cuda.is_available, MinkowskiEngine's build flag, torch.autocast), so
 these run on CPU-only machines.
@@ -6,15 +7,22 @@ these run on CPU-only machines.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import types
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 import pipeline.clip.stages as clip_stages
+from pipeline import runner, store
 from pipeline.clip.model import pick_device as pipeline_device
-from pipeline.stages import load_graph
+from pipeline.errors import PipelineError
+from pipeline.stages import load_graph, parse_graph
 from trainer.cli import app, with_device
 from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.engine import pick_device as trainer_device
@@ -101,3 +109,90 @@ def test_features_run_in_fp16_autocast_on_cuda_only(monkeypatch, device, expecte
     with clip_stages._inference(_On(device)):
         assert torch.is_inference_mode_enabled()
     assert calls == expected
+
+
+# ---- the GPU as a Dask resource: one GPU task at a time ----
+
+_RUNS: list[tuple[str, float, float]] = []  # (worker address, start, end) of each recorded task
+_RUNS_LOCK = threading.Lock()
+
+
+def record_worker(inputs, params):
+    """A stage function that notes which worker ran it and when (the cluster runs threads here)."""
+    from distributed import get_worker
+
+    start = time.perf_counter()
+    time.sleep(0.05)
+    with _RUNS_LOCK:
+        _RUNS.append((get_worker().address, start, time.perf_counter()))
+    return {"x": np.zeros(1, np.uint8)}
+
+
+def _overlaps(runs):
+    return any(a[1] < b[2] and b[1] < a[2] for i, a in enumerate(runs) for b in runs[i + 1:])
+
+
+def test_gpu_tasks_run_one_at_a_time_on_the_gpu_worker():
+    root = "memory://gpu-resource"
+    store.reset_stage(root, "probe", {"fingerprint": "f"})
+    tasks = [("probe", f"{__name__}:record_worker", "scene", (), root, f"s{i}", {}, "f", None)
+             for i in range(6)]
+    executor = runner.Executor(3, None, processes=False, gpu=True)
+    try:
+        gpu_workers = executor.gpu_workers()
+        assert len(gpu_workers) == 1  # one of the three, not an extra one
+        assert len(executor._start().scheduler_info(n_workers=-1)["workers"]) == 3
+        results = []
+        _RUNS.clear()
+        executor.map(tasks, results.append, gpu=True)
+        assert sorted(r[0] for r in results) == [f"s{i}" for i in range(6)] and all(r[1] is None for r in results)
+        assert {w for w, _, _ in _RUNS} == set(gpu_workers) and not _overlaps(list(_RUNS))
+        _RUNS.clear()
+        cpu_tasks = [(*t[:7], "g", None) for t in tasks]  # other keys: not the results above
+        executor.map(cpu_tasks, results.append, gpu=False)  # CPU tasks use every worker
+        assert len({w for w, _, _ in _RUNS}) > 1
+    finally:
+        executor.close()
+
+
+def test_without_a_gpu_worker_gpu_tasks_still_run():
+    root = "memory://gpu-resource-none"
+    store.reset_stage(root, "probe", {"fingerprint": "f"})
+    tasks = [("probe", f"{__name__}:record_worker", "scene", (), root, f"s{i}", {}, "f", None) for i in range(2)]
+    executor = runner.Executor(2, None, processes=False, gpu=False)
+    try:
+        assert executor.gpu_workers() == []
+        results = []
+        executor.map(tasks, results.append, gpu=True)  # no worker has the resource: not held back
+        assert len(results) == 2 and all(r[1] is None for r in results)
+    finally:
+        executor.close()
+
+
+def test_gpu_stages_and_when_the_local_cluster_gets_a_gpu_worker(monkeypatch):
+    graph = load_graph()
+    assert graph.stages["features"].gpu and graph.stages["text"].gpu
+    assert not graph.stages["text"].variants["simulated"].gpu and not graph.stages["pairs"].gpu
+    features = graph.stages["features"]
+    assert runner.uses_gpu(features, {"device": "auto"}) and not runner.uses_gpu(features, {"device": "cpu"})
+    checked = []
+    monkeypatch.setattr(runner, "cuda_available", lambda: checked.append(1) or True)
+    cfg = runner.RunConfig("scannet", Path("."), "memory://x", workers=2)
+    todo = runner.StagePlan(features, {"device": "auto"}, "f", "new")
+    assert runner.needs_local_gpu(cfg, [todo])
+    assert not runner.needs_local_gpu(replace(cfg, workers=0), [todo])            # in-process
+    assert not runner.needs_local_gpu(replace(cfg, scheduler="tcp://a:1"), [todo])  # the cluster's own
+    checked.clear()
+    assert not runner.needs_local_gpu(cfg, [replace(todo, reason="up to date")])
+    assert not runner.needs_local_gpu(cfg, [replace(todo, params={"device": "cpu"})])
+    assert not checked  # torch is not asked when no GPU stage runs
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"gpu": "yes"}, "gpu must be true or false"),
+    ({"gpu": True}, "a gpu stage needs a 'device' param"),
+])
+def test_gpu_key_is_validated(spec, message):
+    raw = {"stages": {"s": {"function": "m:f", "kind": "scene", "version": 1, **spec}}, "datasets": {}}
+    with pytest.raises(PipelineError, match=message):
+        parse_graph(raw)
