@@ -208,6 +208,17 @@ def tolerances(abs_tol: float | None, rel_tol: float | None) -> tuple[float, flo
             DISABLED if rel_tol is None else float(rel_tol))
 
 
+def depth_test(depth: np.ndarray | None, shape: tuple[int, ...], what: str, abs_tol: float | None,
+               rel_tol: float | None) -> tuple[np.ndarray, bool, float, float]:
+    """The kernels' depth arguments (f32 depth, whether to test, abs and rel tolerance); without
+    a depth image a dummy array of the same rank and both tests disabled."""
+    if depth is None:
+        return np.zeros((1,) * len(shape), np.float32), False, DISABLED, DISABLED
+    if depth.shape != shape:
+        raise ValueError(f"depth shape {depth.shape} differs from {what} {shape}")
+    return (np.ascontiguousarray(depth, dtype=np.float32), True, *tolerances(abs_tol, rel_tol))
+
+
 def check_camera(world_to_camera: np.ndarray, intrinsics: np.ndarray) -> None:
     """Reject matrices of the wrong shape (one camera, or the same number F of each) or
     intrinsics whose last row is not (0, 0, 1)."""
@@ -240,18 +251,11 @@ def project_columns(xyz: np.ndarray, world_to_camera: np.ndarray, intrinsics: np
     intrinsics = np.ascontiguousarray(intrinsics, dtype=np.float64)
     check_camera(world_to_camera, intrinsics)
     height, width = int(image_hw[0]), int(image_hw[1])
-    use_depth = depth is not None
-    if use_depth:
-        abs_tol, rel_tol = tolerances(depth_abs_tol, depth_rel_tol)
-        if depth.shape != (height, width):
-            raise ValueError(f"depth shape {depth.shape} differs from image_hw {(height, width)}")
-    else:
-        abs_tol, rel_tol = DISABLED, DISABLED
-        depth = np.zeros((1, 1), np.float32)
+    depth, use_depth, abs_tol, rel_tol = depth_test(depth, (height, width), "image_hw",
+                                                    depth_abs_tol, depth_rel_tol)
     return project_kernel(np.ascontiguousarray(xyz, dtype=np.float32), world_to_camera,
                           intrinsics, height, width, float(min_depth), float(border),
-                          np.ascontiguousarray(depth, dtype=np.float32), use_depth,
-                          abs_tol, rel_tol)
+                          depth, use_depth, abs_tol, rel_tol)
 
 
 def project_scene(xyz: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray,
@@ -270,19 +274,11 @@ def project_scene(xyz: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.n
     height, width = int(image_hw[0]), int(image_hw[1])
     if max(height, width) > np.iinfo(np.int16).max:
         raise ValueError(f"image size {height}x{width} does not fit int16 pixel coordinates")
-    use_depth = depth is not None
-    if use_depth:
-        abs_tol, rel_tol = tolerances(depth_abs_tol, depth_rel_tol)
-        if depth.shape != (world_to_camera.shape[0], height, width):
-            raise ValueError(f"depth shape {depth.shape} differs from "
-                             f"{(world_to_camera.shape[0], height, width)} (frames, image_hw)")
-    else:
-        abs_tol, rel_tol = DISABLED, DISABLED
-        depth = np.zeros((1, 1, 1), np.float32)
+    depth, use_depth, abs_tol, rel_tol = depth_test(
+        depth, (world_to_camera.shape[0], height, width), "(frames, image_hw)", depth_abs_tol, depth_rel_tol)
     return project_scene_kernel(np.ascontiguousarray(xyz, dtype=np.float32), world_to_camera,
                                 intrinsics, height, width, float(min_depth), float(border),
-                                np.ascontiguousarray(depth, dtype=np.float32), use_depth,
-                                abs_tol, rel_tol)
+                                depth, use_depth, abs_tol, rel_tol)
 
 
 def project_points(points: np.ndarray, world_to_camera: np.ndarray, intrinsics: np.ndarray,

@@ -20,6 +20,18 @@ def main() -> None:
     """Synthetic dataset generators (one subcommand per dataset layout)."""
 
 
+def _check_val(val: int | None, scenes: int) -> None:
+    """The validation list cannot hold more scenes than are generated."""
+    if val is not None and val > scenes:
+        raise typer.BadParameter(f"--val {val} exceeds --scenes {scenes}", param_hint="--val")
+
+
+def _progress(dataset: str) -> Progress:
+    """One bar over the generated scenes, naming the scene being written."""
+    return Progress(TextColumn(f"[bold]{dataset}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[scene]}"))
+
+
 @app.command()
 def scannet(
     out: Annotated[Path, typer.Option(help="Dataset root to write (scans/ and split lists go here).")],
@@ -30,11 +42,9 @@ def scannet(
     spacing: Annotated[float, typer.Option(min=0.01, max=0.1, help="Mesh vertex spacing in metres.")] = SPACING,
 ) -> None:
     """Procedural rooms rendered to RGB-D frames, written as a ScanNet v2 export."""
-    if val is not None and val > scenes:
-        raise typer.BadParameter(f"--val {val} exceeds --scenes {scenes}", param_hint="--val")
+    _check_val(val, scenes)
     start = time.perf_counter()
-    with Progress(TextColumn("[bold]scannet"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[scene]}")) as progress:
+    with _progress("scannet") as progress:
         task = progress.add_task("rooms", total=scenes, scene="")
         ids = generate_scannet(out, scenes, seed, frames, val=val, spacing=spacing,
                                on_scene=lambda s: progress.update(task, advance=1, scene=s))
@@ -56,11 +66,9 @@ def nuscenes(
     """Procedural street drives with ray-cast LiDAR and six cameras, written as a nuScenes dataset."""
     from pipeline.datasets.synthetic.nuscenes import generate_nuscenes  # imports nuscenes-devkit
 
-    if val is not None and val > scenes:
-        raise typer.BadParameter(f"--val {val} exceeds --scenes {scenes}", param_hint="--val")
+    _check_val(val, scenes)
     start = time.perf_counter()
-    with Progress(TextColumn("[bold]nuscenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[scene]}")) as progress:
+    with _progress("nuscenes") as progress:
         task = progress.add_task("drives", total=scenes, scene="")
         try:
             names = generate_nuscenes(out, scenes, seed, keyframes, sweeps=sweeps, version=version, val=val,
