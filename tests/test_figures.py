@@ -161,3 +161,20 @@ def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
     assert bench.with_schedule(bench.FULL, 40, None).out_png.name == "fig6-epochs-e40.png"
     eval_every = {kv.split("=")[0]: kv.split("=")[1] for kv in bench.overrides(plan, "I", 0)}["eval_every"]
     assert eval_every == "3"
+
+
+
+def test_figures_command_names_the_missing_run(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from trainer import figures
+
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "baseline" / "last.pt").write_bytes(b"")
+    (tmp_path / "baseline" / "metrics.jsonl").write_text("")
+    app = typer.Typer(add_completion=False)
+    app.command()(figures.main)
+    result = CliRunner().invoke(app, [str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'full' / 'last.pt'} is missing" in " ".join(result.output.replace("│", " ").split())

@@ -396,7 +396,7 @@ def demo_figures(run_dir: Path, samples_per_scene: int = 512, seed: int = 0) -> 
     written.append(plot_miou_curves(
         run_dir / "fig6_epochs.png",
         {"baseline (row I)": epoch_curve(run_dir / "baseline"), "full method (row V)": epoch_curve(run_dir / "full")},
-        "Fig. 6: validation mIoU per epoch (4 validation rooms)", references, phase_starts(cfg)))
+        f"Fig. 6: validation mIoU per epoch ({len(scenes)} validation rooms)", references, phase_starts(cfg)))
     pair = scenes[:2]
     if len(pair) < 2:
         raise ValueError(f"Fig. 7 needs two validation scenes, {cfg.val_split} has {len(pair)}")
@@ -418,6 +418,11 @@ def demo_figures(run_dir: Path, samples_per_scene: int = 512, seed: int = 0) -> 
 def main(run_dir: Annotated[Path, typer.Argument(help="The demo's run folder (holds baseline/ and full/).")],
          samples: Annotated[int, typer.Option(help="Voxels sampled per scene for the t-SNE maps.")] = 512) -> None:
     """Write the demo's figures into its run folder and name them."""
+    for run in ("baseline", "full"):
+        for name in ("last.pt", "metrics.jsonl"):
+            if not (run_dir / run / name).is_file():
+                raise typer.BadParameter(f"{run_dir / run / name} is missing: the folder must hold the "
+                                         "baseline/ and full/ runs of `make demo`", param_hint="RUN_DIR")
     paths = demo_figures(run_dir, samples)
     print("figures written:\n" + "\n".join(f"  {path}" for path in paths))
 
