@@ -21,9 +21,9 @@ Run: .venv/bin/python benchmarks/bench_quality.py [--jobs 2]
      -> benchmarks/results/table2.json, benchmarks/results/fig6-epochs.png
      .venv/bin/python benchmarks/bench_quality.py --quick   (8 rooms, 1 seed, 2 epochs; a smoke
      run, results under data/runs/bench-quality-quick/)
-     .venv/bin/python benchmarks/bench_quality.py --epochs 60 --rows I,II,V --seeds 0   (the same
-     rooms and stores, a longer schedule: -> benchmarks/results/table2-e60.json and
-     fig6-epochs-e60.png; curve rows are then scored every epochs/20 epochs)
+     .venv/bin/python benchmarks/bench_quality.py --epochs 80 --rows I,II,V   (the same rooms and
+     stores, a longer schedule: -> benchmarks/results/table2-e80-rows-I-II-V.json and
+     fig6-epochs-e80-rows-I-II-V.png; curve rows are then scored every epochs/20 epochs)
 """
 from __future__ import annotations
 
@@ -208,16 +208,21 @@ def schedule(plan: Plan) -> dict[str, Any]:
             "loop": 1, "progress": False}
 
 
-def with_schedule(plan: Plan, epochs: int | None, seeds: Sequence[int] | None) -> Plan:
-    """`plan` with another epoch count and seeds: same rooms and stores, own runs and outputs."""
-    if epochs is None and seeds is None:
-        return plan
+def with_schedule(plan: Plan, epochs: int | None, seeds: Sequence[int] | None,
+                  rows: Sequence[str] = ROWS) -> Plan:
+    """`plan` with another epoch count, seeds or rows: the same rooms and stores; runs of other
+    epochs or seeds in their own folder; outputs named after every change, so that a partial
+    table never replaces the full one."""
     epochs = plan.epochs if epochs is None else epochs
     seeds = plan.seeds if seeds is None else tuple(seeds)
-    tag = f"e{epochs}" + ("" if seeds == plan.seeds else "-s" + "".join(map(str, seeds)))
-    return Plan(plan.name, plan.rooms, seeds, epochs, plan.root.with_name(f"{plan.root.name}-{tag}"),
-                plan.out_json.with_name(f"{plan.out_json.stem}-{tag}.json"),
-                plan.out_png.with_name(f"{plan.out_png.stem}-{tag}.png"))
+    run_tag = ("" if epochs == plan.epochs else f"-e{epochs}") + (
+        "" if seeds == plan.seeds else "-s" + "".join(map(str, seeds)))
+    out_tag = run_tag + ("" if tuple(rows) == ROWS else "-rows-" + "-".join(rows))
+    if not out_tag:
+        return plan
+    return Plan(plan.name, plan.rooms, seeds, epochs, plan.root.with_name(plan.root.name + run_tag),
+                plan.out_json.with_name(f"{plan.out_json.stem}{out_tag}.json"),
+                plan.out_png.with_name(f"{plan.out_png.stem}{out_tag}.png"))
 
 
 def overrides(plan: Plan, row: str, seed: int) -> list[str]:
@@ -315,7 +320,7 @@ def main() -> None:
         parser.error("--epochs: must be at least 1")
     rows_run = [r for r in ROWS if r in args.rows]
     curve_rows = [r for r in CURVE_ROWS if r in rows_run]
-    plan = with_schedule(QUICK if args.quick else FULL, args.epochs, args.seeds)
+    plan = with_schedule(QUICK if args.quick else FULL, args.epochs, args.seeds, rows_run)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     load = LoadSampler()
     start = time.perf_counter()

@@ -163,6 +163,14 @@ def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
     assert eval_every == "3"
 
 
+def test_a_subset_of_rows_never_replaces_the_full_table():
+    bench = bench_quality()
+    subset = bench.with_schedule(bench.FULL, None, None, ["I", "V"])
+    assert subset.root == bench.FULL.root  # the runs of the full table are reused
+    assert subset.out_json.name == "table2-rows-I-V.json" and subset.out_png.name == "fig6-epochs-rows-I-V.png"
+    longer = bench.with_schedule(bench.FULL, 80, None, ["I", "II", "V"])
+    assert longer.root.name == "bench-quality-e80" and longer.out_json.name == "table2-e80-rows-I-II-V.json"
+
 
 def test_figures_command_names_the_missing_run(tmp_path):
     import typer
