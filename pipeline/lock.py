@@ -37,8 +37,7 @@ class StoreLock:
         self.fs, root = store.filesystem(store_root)
         self._root = root
         self._path = posixpath.join(root, ".lock")
-        local = store.local_root(store_root)
-        self.path = str(local / ".lock") if local is not None else posixpath.join(str(store_root), ".lock")
+        self.path = store.path_in(store_root, ".lock")
 
     def __enter__(self) -> StoreLock:
         self.fs.makedirs(self._root, exist_ok=True)

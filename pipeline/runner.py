@@ -172,9 +172,7 @@ def _log_traceback(store_root: str, stage: str, scene: str) -> str:
         fs.pipe_file(path, traceback.format_exc().encode())
     except (OSError, PipelineError) as exc:
         return f"not written: {exc}"
-    local = store.local_root(store_root)
-    name = ("logs", stage, f"{scene}.log")
-    return str(local.joinpath(*name)) if local is not None else posixpath.join(store_root, *name)
+    return store.path_in(store_root, "logs", stage, f"{scene}.log")
 
 
 GPU = "GPU"  # the Dask worker resource that a GPU stage's task takes one unit of

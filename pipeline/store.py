@@ -52,12 +52,17 @@ def filesystem(store_root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
         raise PipelineError(f"store root {store_root}: {exc}") from exc
 
 
-def stage_url(store_root: str | Path, stage: str) -> str:
-    """Path (or fsspec URL) of one stage's Zarr store."""
+def path_in(store_root: str | Path, *parts: str) -> str:
+    """Path (or fsspec URL) of an entry under a store root, as users name it."""
     local = local_root(store_root)
     if local is None:
-        return posixpath.join(str(store_root), f"{stage}.zarr")
-    return str(local / f"{stage}.zarr")
+        return posixpath.join(str(store_root), *parts)
+    return str(local.joinpath(*parts))
+
+
+def stage_url(store_root: str | Path, stage: str) -> str:
+    """Path (or fsspec URL) of one stage's Zarr store."""
+    return path_in(store_root, f"{stage}.zarr")
 
 
 def _store(store_root: str | Path, stage: str, read_only: bool) -> Any:
