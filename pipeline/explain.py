@@ -12,28 +12,21 @@ from typing import Any
 
 from pipeline import store
 from pipeline.fingerprint import scene_fingerprint
-from pipeline.runner import RunConfig, StagePlan
+from pipeline.runner import RunConfig, StagePlan, scene_inputs, scene_selection
 from pipeline.stages import Graph
 
 
 def scene_reasons(graph: Graph, cfg: RunConfig, plans: list[StagePlan]) -> dict[str, dict[str, str]]:
     """Per stage, the scenes the next run computes with the reason for each; empty for a stage
     that is complete or rebuilds every scene (its plan's reason says why)."""
-    source = next((p for p in plans if p.stage.kind == "source"), None)
-    reader = graph.dataset(cfg.dataset).resolve_reader()(cfg.data_root, source.params) if source else None
-    scenes = list(cfg.scenes or [])
-    if reader is not None and not scenes:
-        scenes = reader.scene_ids(list(cfg.splits))[: cfg.limit]
+    reader, scenes = scene_selection(graph.dataset(cfg.dataset), plans, cfg)
     fps: dict[str, dict[str, str]] = {}
     pending: dict[str, dict[str, str]] = {}
     for p in plans:
         name, stage = p.stage.name, p.stage
         fps[name], pending[name] = {}, {}
         for scene in [store.GLOBAL] if stage.kind == "global" else scenes:
-            if stage.kind == "source":
-                inputs: Any = reader.manifest(scene)
-            else:
-                inputs = [fps[n].get(scene, fps[n].get(store.GLOBAL)) for n in stage.needs]
+            inputs = scene_inputs(stage, scene, reader, fps)
             fps[name][scene] = scene_fingerprint(p.fingerprint, inputs)
             if p.reason == "up to date" and not store.scene_done(cfg.store_root, name, scene, fps[name][scene]):
                 pending[name][scene] = _scene_reason(cfg.store_root, p, scene, inputs, pending)

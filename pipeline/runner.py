@@ -18,7 +18,7 @@ from typing import Any
 from pipeline import store
 from pipeline.errors import PipelineError, SceneError
 from pipeline.fingerprint import scene_fingerprint, stage_fingerprint
-from pipeline.stages import Dataset, Graph, Stage
+from pipeline.stages import Dataset, Graph, Stage, import_named
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,27 @@ def _why(store_root: str, stage: Stage, params: dict, fp: str, fps: dict, forced
 
 
 def _make_reader(dataset_reader: str, data_root: str, params: dict[str, Any]) -> Any:
-    module, _, attr = dataset_reader.partition(":")
-    import importlib
+    """The dataset reader named by ``module:Class`` over ``data_root`` (plain values: Dask tasks build it too)."""
+    return import_named(dataset_reader, "reader")(Path(data_root), params)
 
-    return getattr(importlib.import_module(module), attr)(Path(data_root), params)
+
+def scene_selection(dataset: Dataset, plans: list[StagePlan], cfg: RunConfig) -> tuple[Any, list[str]]:
+    """The source stage's reader (None when none is planned) and the run's scenes: ``cfg.scenes``,
+    else the reader's split lists up to ``cfg.limit``."""
+    source = next((p for p in plans if p.stage.kind == "source"), None)
+    reader = _make_reader(dataset.reader, str(cfg.data_root), source.params) if source else None
+    scenes = list(cfg.scenes or [])
+    if reader is not None and not scenes:
+        scenes = reader.scene_ids(list(cfg.splits))[: cfg.limit]
+    return reader, scenes
+
+
+def scene_inputs(stage: Stage, scene: str, reader: Any, scene_fps: Mapping[str, Mapping[str, str]]) -> Any:
+    """What a scene's fingerprint covers: a source scene's raw-file manifest, else the scene (or
+    global) fingerprints of the stages it needs, None for one that has none."""
+    if stage.kind == "source":
+        return reader.manifest(scene)
+    return [scene_fps[n].get(scene, scene_fps[n].get(store.GLOBAL)) for n in stage.needs]
 
 
 def run_scene_task(
@@ -139,10 +156,7 @@ def run_scene_task(
     """
     t0 = time.perf_counter()
     try:
-        module, _, attr = function.partition(":")
-        import importlib
-
-        fn = getattr(importlib.import_module(module), attr)
+        fn = import_named(function, f"stage '{stage_name}': function")
         if kind == "source":
             assert source is not None
             out = fn(_make_reader(source[0], source[1], params), scene)
@@ -275,11 +289,7 @@ def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]
                       store_root=str(local.absolute()) if local is not None else cfg.store_root)
     dataset = graph.dataset(cfg.dataset)
     plans = plan(graph, cfg)
-    source = next((p for p in plans if p.stage.kind == "source"), None)
-    reader = _make_reader(dataset.reader, str(cfg.data_root), source.params) if source else None
-    scenes: list[str] = list(cfg.scenes or [])
-    if reader is not None and not scenes:
-        scenes = reader.scene_ids(list(cfg.splits))[: cfg.limit]
+    reader, scenes = scene_selection(dataset, plans, cfg)
     if not scenes and any(p.stage.kind != "global" for p in plans):
         raise PipelineError(
             f"no scenes found for dataset '{dataset.name}' under {cfg.data_root} (splits {', '.join(cfg.splits)})"
@@ -310,14 +320,10 @@ def _run_stage(p: StagePlan, cfg: RunConfig, dataset: Dataset, reader: Any, scen
     targets = [store.GLOBAL] if stage.kind == "global" else scenes
     fps: dict[str, str] = {}
     for scene in targets:
-        if stage.kind == "source":
-            inputs: Any = reader.manifest(scene)
-        else:
-            ups = [scene_fps[n].get(scene, scene_fps[n].get(store.GLOBAL)) for n in stage.needs]
-            if any(u is None for u in ups):
-                report.blocked += 1
-                continue
-            inputs = ups
+        inputs = scene_inputs(stage, scene, reader, scene_fps)
+        if stage.kind != "source" and any(u is None for u in inputs):
+            report.blocked += 1
+            continue
         fps[scene] = scene_fingerprint(p.fingerprint, inputs)
     todo = [s for s in fps if not store.scene_done(root, stage.name, s, fps[s])]
     report.skipped = len(fps) - len(todo)

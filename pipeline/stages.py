@@ -57,6 +57,15 @@ class Param:
         return value
 
 
+def import_named(spec: str, what: str) -> Any:
+    """The object named by ``module:attr``; a PipelineError naming ``what`` when it cannot be imported."""
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PipelineError(f"{what} '{spec}' cannot be imported ({exc})") from exc
+
+
 @dataclass(frozen=True)
 class Stage:
     """A node of the graph: what runs, per what, after which stages, with which params."""
@@ -74,13 +83,7 @@ class Stage:
 
     def resolve(self) -> Callable[..., Any]:
         """Import the stage function named by ``module:function``."""
-        module, _, attr = self.function.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise PipelineError(
-                f"stage '{self.name}': function '{self.function}' cannot be imported ({exc})"
-            ) from exc
+        return import_named(self.function, f"stage '{self.name}': function")
 
     def resolve_params(self, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Defaults updated by ``overrides``, every value type-checked."""
@@ -109,11 +112,7 @@ class Dataset:
 
     def resolve_reader(self) -> Callable[..., Any]:
         """Import the reader class named by ``module:Class``."""
-        module, _, attr = self.reader.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise PipelineError(f"dataset '{self.name}': reader '{self.reader}' cannot be imported ({exc})") from exc
+        return import_named(self.reader, f"dataset '{self.name}': reader")
 
 
 @dataclass(frozen=True)
