@@ -51,6 +51,7 @@ from pipeline.labels.simulated import SCANNET_LOOKALIKES
 from pipeline.stages import load_graph
 from trainer.config import load_config
 from trainer.figures import Curve, plot_miou_curves
+from trainer.runlog import epoch_records
 from trainer.schedule import phase_starts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -236,12 +237,6 @@ def overrides(plan: Plan, row: str, seed: int) -> list[str]:
     return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()]
 
 
-def read_epochs(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """Epoch records of a run's metrics.jsonl (a re-run epoch: its last record)."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["epoch"]: r for r in records if r.get("kind") == "epoch"}
-
-
 def train_one(plan: Plan, row: str, seed: int, threads: int) -> dict[str, Any]:
     """Train (or resume) one (row, seed) and write its result.json; skipped when it exists."""
     run_dir = plan.root / "runs" / f"{row}-s{seed}"
@@ -256,7 +251,7 @@ def train_one(plan: Plan, row: str, seed: int, threads: int) -> dict[str, Any]:
     run([str(BIN / "hicl-train"), "fit", "--config", f"ablation-{row}", *sets,
          *(["--resume"] if resume else [])], plan.root / "logs" / f"{row}-s{seed}.log",
          env={"OMP_NUM_THREADS": str(threads), "COLUMNS": "200", "NO_COLOR": "1"})
-    epochs = read_epochs(run_dir)
+    epochs = epoch_records(run_dir)
     last = epochs[plan.epochs]
     scored = sorted(e for e, r in epochs.items() if "miou" in r)
     result = {"row": row, "seed": seed, "miou": last["miou"], "iou": last["iou"],

@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from trainer.config import TrainConfig
+from trainer.runlog import epoch_records
 
 if TYPE_CHECKING:
     from trainer.engine import Models
@@ -250,13 +251,9 @@ def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def epoch_curve(run_dir: Path) -> Curve:
     """Validation mIoU per evaluated epoch from `<run>/metrics.jsonl` (a resumed epoch: last)."""
-    by_epoch: dict[int, float] = {}
-    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("kind") == "epoch" and "miou" in record:
-            by_epoch[int(record["epoch"])] = float(record["miou"])
-    epochs = sorted(by_epoch)
-    return Curve(epochs, [by_epoch[e] for e in epochs])
+    records = epoch_records(run_dir)
+    epochs = sorted(e for e, r in records.items() if "miou" in r)
+    return Curve(epochs, [float(records[e]["miou"]) for e in epochs])
 
 
 def voted_labels(store_root: str, stage: str, scene: str, num_points: int,

@@ -27,19 +27,28 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
 
 
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics file, in order, without the last line if a kill cut it short."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # the line a kill cut short
+            continue
+    return records
+
+
+def epoch_records(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """The end-of-epoch records of `<run_dir>/metrics.jsonl` by epoch (a re-run epoch: its last)."""
+    return {int(r["epoch"]): r for r in read_records(Path(run_dir) / "metrics.jsonl") if r.get("kind") == "epoch"}
+
+
 def keep_records(path: Path, epochs: int) -> int:
     """Drop the records of epochs after `epochs` from a metrics file (a run killed mid-epoch, or
     before its first checkpoint, left them); returns the last step kept (0 if none)."""
     if not path.is_file():
         return 0
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:  # the line a kill cut short
-            continue
-        if record.get("epoch", 0) <= epochs:
-            kept.append(record)
+    kept = [r for r in read_records(path) if r.get("epoch", 0) <= epochs]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, path)
