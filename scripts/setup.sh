@@ -8,10 +8,14 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 VENV=.venv
 
-if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
-  echo "[setup] installing libopenblas-dev (MinkowskiEngine links BLAS)"
+# MinkowskiEngine links BLAS; open3d (TSDF fusion and ray casting of the synthetic scans) needs libusb.
+APT_PKGS=(libopenblas-dev libusb-1.0-0)
+missing=()
+for pkg in "${APT_PKGS[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing ${missing[*]} with apt-get"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libopenblas-dev >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

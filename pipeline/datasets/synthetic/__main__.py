@@ -9,7 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.datasets.synthetic.rig import IMAGE_HW
-from pipeline.datasets.synthetic.scannet import SPACING, generate_scannet
+from pipeline.datasets.synthetic.fusion import FusionParams
+from pipeline.datasets.synthetic.scannet import FRAMES, SPACING, generate_scannet
+
+VOXEL = FusionParams.voxel
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Generate synthetic datasets in the layout of the real ones.")
@@ -37,16 +40,18 @@ def scannet(
     out: Annotated[Path, typer.Option(help="Dataset root to write (scans/ and split lists go here).")],
     scenes: Annotated[int, typer.Option(min=1, help="Number of rooms.")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed; scene i depends only on (seed, i).")] = 0,
-    frames: Annotated[int, typer.Option(min=1, help="RGB-D frames rendered per room.")] = 30,
+    frames: Annotated[int, typer.Option(min=1, help="RGB-D frames kept (exported) per room.")] = FRAMES,
     val: Annotated[int | None, typer.Option(min=0, help="Scenes in the validation list (default: a quarter).")] = None,
-    spacing: Annotated[float, typer.Option(min=0.01, max=0.1, help="Mesh vertex spacing in metres.")] = SPACING,
+    spacing: Annotated[float, typer.Option(min=0.01, max=0.1, help="Vertex spacing of the true surfaces (m).")] = SPACING,
+    voxel: Annotated[float, typer.Option(min=0.01, max=0.1, help="TSDF voxel of the fused scan mesh (m).")] = VOXEL,
+    jobs: Annotated[int, typer.Option(min=1, help="Rooms generated at once, in separate processes.")] = 1,
 ) -> None:
-    """Procedural rooms rendered to RGB-D frames, written as a ScanNet v2 export."""
+    """Procedural rooms scanned with a simulated RGB-D sensor and fused into meshes, written as a ScanNet v2 export."""
     _check_val(val, scenes)
     start = time.perf_counter()
     with _progress("scannet") as progress:
         task = progress.add_task("rooms", total=scenes, scene="")
-        ids = generate_scannet(out, scenes, seed, frames, val=val, spacing=spacing,
+        ids = generate_scannet(out, scenes, seed, frames, val=val, spacing=spacing, voxel=voxel, jobs=jobs,
                                on_scene=lambda s: progress.update(task, advance=1, scene=s))
     typer.echo(f"wrote {len(ids)} scenes to {out} in {time.perf_counter() - start:.1f} s")
 

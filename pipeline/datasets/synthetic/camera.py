@@ -1,4 +1,4 @@
-"""Camera intrinsics and the scanning path: a loop around the room looking inward and down."""
+"""Camera intrinsics and the scanning path: handheld loops around the room at several heights."""
 from __future__ import annotations
 
 import math
@@ -43,24 +43,38 @@ def look_pose(position: np.ndarray, yaw: float, pitch: float, roll: float) -> np
     return pose
 
 
-def camera_path(room: Room, frames: int, rng: np.random.Generator) -> np.ndarray:
-    """``frames`` camera-to-world poses f64[F,4,4] on one smooth loop around the room centre.
+LOOPS = (  # (height range m, pitch range deg, positive looks down) of the scanning passes
+    ((1.20, 1.30), (36.0, 44.0)),
+    ((1.45, 1.60), (16.0, 24.0)),
+    ((1.75, 1.90), (-6.0, 2.0)),
+)
 
-    The loop is an ellipse that keeps WALL_CLEARANCE from the walls at 1.2-1.6 m height; the
-    camera looks across the room (through the centre, with some sway) pitched 15-35 degrees down.
+
+def camera_path(room: Room, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """``frames`` camera-to-world poses f64[F,4,4] of a handheld scan: one loop around the room
+    per entry of LOOPS (low and steep for the floor and furniture tops, eye height, high and level
+    for the upper walls), frames split evenly between them.
+
+    Each loop is an ellipse that keeps WALL_CLEARANCE from the walls, walked in alternating
+    directions; the camera looks across the room (through the centre, swaying left and right) with
+    the small, smooth wobble of a hand-held sensor.
     """
     lx, ly = room.size
     ax, ay = max(0.2, lx / 2 - WALL_CLEARANCE), max(0.2, ly / 2 - WALL_CLEARANCE)
-    theta0 = rng.uniform(0, 2 * math.pi)
-    base_h, base_pitch = rng.uniform(1.3, 1.5), math.radians(rng.uniform(20, 28))
-    ph = rng.uniform(0, 2 * math.pi, 4)
     poses = np.empty((frames, 4, 4))
-    for k in range(frames):
-        th = theta0 + 2 * math.pi * k / frames
-        pos = np.array([lx / 2 + ax * math.cos(th), ly / 2 + ay * math.sin(th),
-                        base_h + 0.1 * math.sin(2 * th + ph[0])])
-        yaw = th + math.pi + math.radians(25) * math.sin(3 * th + ph[1])
-        pitch = base_pitch + math.radians(7) * math.sin(2 * th + ph[2])
-        roll = math.radians(2) * math.sin(5 * th + ph[3])
-        poses[k] = look_pose(pos, yaw, pitch, roll)
+    split = np.array_split(np.arange(frames), len(LOOPS))
+    for loop, ((h_lo, h_hi), (p_lo, p_hi)) in enumerate(LOOPS):
+        theta0, sign = rng.uniform(0, 2 * math.pi), (1.0 if loop % 2 == 0 else -1.0)
+        base_h, base_pitch = rng.uniform(h_lo, h_hi), math.radians(rng.uniform(p_lo, p_hi))
+        ph = rng.uniform(0, 2 * math.pi, 6)
+        n = len(split[loop])
+        for j, k in enumerate(split[loop]):
+            th = theta0 + sign * 2 * math.pi * j / max(n, 1)
+            radius = 1.0 + 0.08 * math.sin(3 * th + ph[4])
+            pos = np.array([lx / 2 + radius * ax * math.cos(th), ly / 2 + radius * ay * math.sin(th),
+                            base_h + 0.04 * math.sin(5 * th + ph[0])])
+            yaw = th + math.pi + math.radians(30) * math.sin(3 * th + ph[1]) + math.radians(2) * math.sin(11 * th + ph[5])
+            pitch = base_pitch + math.radians(5) * math.sin(2 * th + ph[2])
+            roll = math.radians(3) * math.sin(7 * th + ph[3])
+            poses[k] = look_pose(pos, yaw, pitch, roll)
     return poses

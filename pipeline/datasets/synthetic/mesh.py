@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.datasets.synthetic.rooms import (
-    DOOR,
     FLOOR,
     WALL,
-    WINDOW,
     Box,
     Cylinder,
     Instance,
@@ -29,11 +27,12 @@ from pipeline.datasets.synthetic.rooms import (
 
 @dataclass
 class RoomMesh:
-    """A welded room mesh with, per vertex, its NYU40 label and material index."""
+    """A welded room mesh with, per vertex and per face, its NYU40 label, and per vertex its material."""
 
     vertices: np.ndarray  # f64[N, 3], room frame
     faces: np.ndarray  # i32[F, 3]
     labels: np.ndarray  # u16[N]
+    face_labels: np.ndarray  # u16[F]
     materials: np.ndarray  # i32[N], index into ``styles``
     styles: list[tuple[str, int]]  # (style name, instance index; -1 for the shell)
 
@@ -139,10 +138,12 @@ def merge(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
             np.concatenate([f + o for (_, f), o in zip(meshes, offsets[:-1], strict=True)]).astype(np.int32))
 
 
-def weld(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weld(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-6
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Merge coincident vertices (first occurrence order kept) and drop collapsed triangles.
 
-    Returns (vertices, faces, kept) where ``kept`` indexes the input vertices that survive.
+    Returns (vertices, faces, kept, face_ok) where ``kept`` indexes the input vertices that
+    survive and ``face_ok`` marks the input faces that survive.
     """
     keys = np.round(vertices / tol).astype(np.int64)
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
@@ -152,13 +153,14 @@ def weld(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-6) -> tuple[np
     new_faces = rank[inverse.reshape(-1)][faces]
     ok = (new_faces[:, 0] != new_faces[:, 1]) & (new_faces[:, 1] != new_faces[:, 2]) & (new_faces[:, 0] != new_faces[:, 2])
     kept = first[order]
-    return vertices[kept], new_faces[ok].astype(np.int32), kept
+    return vertices[kept], new_faces[ok].astype(np.int32), kept, ok
 
 
 def shell_mesh(room: Room, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Floor and four inward-facing walls, gridded through the openings' edges.
+    """Floor and four inward-facing walls with a hole at every opening (its door or window is an
+    object of its own, set into the hole), gridded through the openings' edges.
 
-    Returns (vertices, faces, labels) with labels WALL / FLOOR / DOOR / WINDOW per vertex.
+    Returns (vertices, faces, face labels) with labels WALL / FLOOR.
     """
     lx, ly = room.size
     ops = room.openings
@@ -170,48 +172,55 @@ def shell_mesh(room: Room, spacing: float) -> tuple[np.ndarray, np.ndarray, np.n
              _plane((0, lx), (2, zs), (1, ys)),  # wall 1 (x = lx): z cross y = -x
              _plane((1, ly), (0, xs), (2, zs)),  # wall 2 (y = ly): x cross z = -y
              _plane((0, 0.0), (1, ys), (2, zs))]  # wall 3 (x = 0): y cross z = +x
-    vertices, faces, _ = weld(*merge([grid_mesh(g) for g in grids]))
-    labels = np.where(vertices[:, 2] <= 1e-9, FLOOR, WALL).astype(np.uint16)
+    vertices, faces, _, _ = weld(*merge([grid_mesh(g) for g in grids]))
+    centre = vertices[faces].mean(axis=1)
+    hole = np.zeros(len(faces), bool)
     for op in ops:
         axis, fixed_axis = (0, 1) if op.wall in (0, 2) else (1, 0)
         plane = {0: 0.0, 1: lx, 2: ly, 3: 0.0}[op.wall]
-        inside = ((np.abs(vertices[:, fixed_axis] - plane) < 1e-9)
-                  & (vertices[:, axis] >= op.s0 - 1e-9) & (vertices[:, axis] <= op.s1 + 1e-9)
-                  & (vertices[:, 2] >= op.z0 - 1e-9) & (vertices[:, 2] <= op.z1 + 1e-9))
-        if op.label == DOOR:
-            inside &= vertices[:, 2] > 1e-9  # the floor under the door stays floor
-        labels[inside] = op.label
-    return vertices, faces, labels
+        hole |= ((np.abs(centre[:, fixed_axis] - plane) < 1e-9) & (centre[:, axis] > op.s0) & (centre[:, axis] < op.s1)
+                 & (centre[:, 2] > op.z0) & (centre[:, 2] < op.z1))
+    faces = faces[~hole]
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    vertices, faces = vertices[used], remap[faces].astype(np.int32)
+    is_floor = np.all(vertices[faces][:, :, 2] <= 1e-9, axis=1)
+    return vertices, faces, np.where(is_floor, FLOOR, WALL).astype(np.uint16)
 
 
-def instance_mesh(inst: Instance, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Welded mesh of an object, moved to its room pose; also the part index of each vertex."""
+def instance_mesh(inst: Instance, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Welded mesh of an object, moved to its room pose; also the part index of each vertex and face."""
     meshes = [shape_mesh(p.shape, spacing) for p in inst.parts]
     part = np.concatenate([np.full(len(v), k, np.int32) for k, (v, _) in enumerate(meshes)])
-    vertices, faces, kept = weld(*merge(meshes))
+    face_part = np.concatenate([np.full(len(f), k, np.int32) for k, (_, f) in enumerate(meshes)])
+    vertices, faces, kept, face_ok = weld(*merge(meshes))
     c, s = math.cos(inst.yaw), math.sin(inst.yaw)
     rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    return vertices @ rot.T + (inst.x, inst.y, 0.0), faces, part[kept]
+    return vertices @ rot.T + (inst.x, inst.y, 0.0), faces, part[kept], face_part[face_ok]
 
 
 def build_room_mesh(room: Room, spacing: float) -> RoomMesh:
     """Mesh the whole room: shell then every instance, with labels and materials per vertex."""
-    styles: list[tuple[str, int]] = [("wall", -1), (room.floor_style, -1), ("door", -1), ("window", -1)]
-    shell_style = np.zeros(max(WALL, FLOOR, DOOR, WINDOW) + 1, np.int32)
-    shell_style[[WALL, FLOOR, DOOR, WINDOW]] = np.arange(4)
-    v, f, lab = shell_mesh(room, spacing)
-    verts, faces, labels, mats = [v], [f], [lab], [shell_style[lab]]
+    styles: list[tuple[str, int]] = [("wall", -1), (room.floor_style, -1)]
+    v, f, face_lab = shell_mesh(room, spacing)
+    lab = np.full(len(v), WALL, np.uint16)
+    lab[np.unique(f[face_lab == FLOOR])] = FLOOR
+    verts, faces, labels, face_labels = [v], [f], [lab], [face_lab]
+    mats = [np.where(lab == FLOOR, 1, 0).astype(np.int32)]
     offset = len(v)
     for k, inst in enumerate(room.instances):
-        v, f, part = instance_mesh(inst, spacing)
+        v, f, part, face_part = instance_mesh(inst, spacing)
         keys = {}
         for p in inst.parts:
             keys.setdefault(p.style, len(styles) + len(keys))
         styles += [(name, k) for name in keys]
+        part_labels = np.array([p.label for p in inst.parts], np.uint16)
         verts.append(v)
         faces.append(f + offset)
-        labels.append(np.array([p.label for p in inst.parts], np.uint16)[part])
+        labels.append(part_labels[part])
+        face_labels.append(part_labels[face_part])
         mats.append(np.array([keys[p.style] for p in inst.parts], np.int32)[part])
         offset += len(v)
     return RoomMesh(np.concatenate(verts), np.concatenate(faces).astype(np.int32),
-                    np.concatenate(labels), np.concatenate(mats), styles)
+                    np.concatenate(labels), np.concatenate(face_labels), np.concatenate(mats), styles)

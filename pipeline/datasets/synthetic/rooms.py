@@ -4,8 +4,9 @@ A room is ``shell + openings + furniture + wall decor``:
 
 * shell: an axis-aligned floor ``[0, Lx] x [0, Ly]`` at z = 0 and four walls of height H
   (wall 0 at y = 0, 1 at x = Lx, 2 at y = Ly, 3 at x = 0); no ceiling, as in most ScanNet scans.
-* openings: one door and one window, rectangles on two different walls; they relabel the wall
-  surface inside them (NYU40 8 and 9) and get protruding frame trims (and a sill).
+* openings: one door and one window, rectangles on two different walls. The wall has a hole
+  there, filled by real geometry: a door leaf (NYU40 8) set back inside jambs and a head that
+  stand proud of the wall; a window pane (NYU40 9) recessed inside linings, with a sill.
 * furniture: 4-10 objects drawn from the room type's pool (bedroom, living room, office, kitchen,
   bathroom). Each object is a small tree of parts (boxes, elliptic cylinders, wavy sheets) built
   in its own frame (footprint centred at the origin, front facing -y, standing on z = 0), then
@@ -13,7 +14,7 @@ A room is ``shell + openings + furniture + wall decor``:
   objects stand in the middle, groups (table + chairs, desk + chair) place dependants around a
   parent. Parts may carry another label than the object (pillows 18, books and props 40,
   clutter 0) so the NYU40 -> benchmark mapping has ids to ignore.
-* wall decor: pictures and curtains placed on walls after the furniture.
+* wall decor: framed pictures hung a little off the walls, and curtains, placed after the furniture.
 
 Placement is rejection sampling of 3D axis-aligned boxes: an object is accepted when its box
 (grown by a small margin) meets no other object's box, no opening's keep-out zone and stays in
@@ -540,23 +541,42 @@ def _openings(size: tuple[float, float], height: float, rng: np.random.Generator
                     WINDOW, "window")]
 
 
-def _opening_trims(size: tuple[float, float], op: Opening) -> Instance:
-    """Frame trims (left, right, top; a sill under windows) around an opening, on its wall."""
-    t, depth = 0.06, 0.03
-    hw = (op.s1 - op.s0) / 2
-    style = "door_frame" if op.label == DOOR else "window_frame"
-    parts = [Part(Box((-hw - t, -depth, op.z0), (-hw, 0.0, op.z1 + t)), op.label, style),
-             Part(Box((hw, -depth, op.z0), (hw + t, 0.0, op.z1 + t)), op.label, style),
-             Part(Box((-hw, -depth, op.z1), (hw, 0.0, op.z1 + t)), op.label, style)]
-    if op.label == WINDOW:
-        parts.append(Part(Box((-hw - t, -0.12, op.z0 - 0.04), (hw + t, 0.0, op.z0), bottom=True), WINDOW, style))
-    return on_wall(Instance("trim", parts), size, op.wall, op.s0 + hw, gap=0.0)
+DOOR_RECESS, WINDOW_RECESS = 0.05, 0.12  # how far the leaf / the pane sit behind the wall's face
+FRAME_PROUD = 0.025  # how far door and window casings stand out of the wall
+
+
+def _opening_parts(size: tuple[float, float], op: Opening) -> Instance:
+    """What fills an opening's hole in the wall: a door leaf set back inside jambs and a head that
+    stand proud of the wall, or a window pane recessed inside linings with a protruding sill.
+
+    Built in a wall frame (x along the wall from the opening's centre, y = 0 the wall's face, -y
+    into the room, +y into the wall), then posed with y = 0 on the wall.
+    """
+    hw, p = (op.s1 - op.s0) / 2, FRAME_PROUD
+    if op.label == DOOR:
+        r, t, back = DOOR_RECESS, 0.07, DOOR_RECESS + 0.04
+        parts = [Part(Box((-hw, r, op.z0), (hw, back, op.z1)), DOOR, "door"),
+                 Part(Box((hw - 0.14, r - 0.06, op.z0 + 0.95), (hw - 0.08, r, op.z0 + 1.0)), DOOR, "handle"),
+                 Part(Box((-hw - t, -p, op.z0), (-hw, back, op.z1 + t)), DOOR, "door_frame"),
+                 Part(Box((hw, -p, op.z0), (hw + t, back, op.z1 + t)), DOOR, "door_frame"),
+                 Part(Box((-hw, -p, op.z1), (hw, back, op.z1 + t), bottom=True), DOOR, "door_frame")]
+    else:
+        r, t, back = WINDOW_RECESS, 0.05, WINDOW_RECESS + 0.02
+        parts = [Part(Box((-hw, r, op.z0), (hw, back, op.z1)), WINDOW, "window"),
+                 Part(Box((-0.025, r - 0.04, op.z0), (0.025, r, op.z1)), WINDOW, "window_frame"),
+                 Part(Box((-hw - t, -p, op.z0), (-hw, back, op.z1 + t)), WINDOW, "window_frame"),
+                 Part(Box((hw, -p, op.z0), (hw + t, back, op.z1 + t)), WINDOW, "window_frame"),
+                 Part(Box((-hw, -p, op.z1), (hw, back, op.z1 + t), bottom=True), WINDOW, "window_frame"),
+                 Part(Box((-hw - 0.08, -0.07, op.z0 - 0.04), (hw + 0.08, back, op.z0), bottom=True), WINDOW,
+                      "window_frame")]
+    inst = Instance("opening", parts)
+    return on_wall(inst, size, op.wall, op.s0 + hw, gap=-inst.local_bounds()[1][1])
 
 
 def _keep_out(size: tuple[float, float], op: Opening, depth: float, placer: Placer) -> None:
     """Reserve the space in front of an opening (door swing, window reach)."""
     (ax, ay), (bx, by) = wall_point(size, op.wall, op.s0 - 0.1, 0.0), wall_point(size, op.wall, op.s1 + 0.1, depth)
-    placer.reserve((min(ax, bx), min(ay, by), op.z0 if op.label == WINDOW else 0.0),
+    placer.reserve((min(ax, bx), min(ay, by), op.z0 - 0.1 if op.label == WINDOW else 0.0),
                    (max(ax, bx), max(ay, by), op.z1 + 0.1))
 
 
@@ -573,13 +593,17 @@ def _curtains(size: tuple[float, float], op: Opening, rng: np.random.Generator) 
 
 
 def _picture(rng: np.random.Generator, height: float) -> Instance:
-    """A framed picture: canvas and top/bottom frame bars, back at y = 0."""
+    """A framed picture: a canvas inside four frame bars that stand out of it, back at y = 0
+    (hung a little off the wall)."""
     w, h = rng.uniform(0.4, 1.0), rng.uniform(0.3, 0.7)
     z0 = rng.uniform(1.2, min(1.6, height - h - 0.2))
+    t, d = 0.035, 0.035
     return Instance("picture", [
         Part(Box((-w / 2, -0.02, z0), (w / 2, 0.0, z0 + h)), PICTURE, "picture"),
-        Part(Box((-w / 2 - 0.03, -0.03, z0 - 0.03), (w / 2 + 0.03, 0.0, z0)), PICTURE, "picture_frame"),
-        Part(Box((-w / 2 - 0.03, -0.03, z0 + h), (w / 2 + 0.03, 0.0, z0 + h + 0.03)), PICTURE, "picture_frame")])
+        Part(Box((-w / 2 - t, -d, z0 - t), (w / 2 + t, 0.0, z0), bottom=True), PICTURE, "picture_frame"),
+        Part(Box((-w / 2 - t, -d, z0 + h), (w / 2 + t, 0.0, z0 + h + t)), PICTURE, "picture_frame"),
+        Part(Box((-w / 2 - t, -d, z0), (-w / 2, 0.0, z0 + h)), PICTURE, "picture_frame"),
+        Part(Box((w / 2, -d, z0), (w / 2 + t, 0.0, z0 + h)), PICTURE, "picture_frame")])
 
 
 def generate_room(rng: np.random.Generator, scene_type: str) -> Room:
@@ -593,7 +617,7 @@ def generate_room(rng: np.random.Generator, scene_type: str) -> Room:
     placer = Placer(size, rng)
     for op in room.openings:
         _keep_out(size, op, 0.95 if op.label == DOOR else 0.3, placer)
-        room.instances.append(_opening_trims(size, op))
+        room.instances.append(_opening_parts(size, op))
         if op.label == WINDOW and rng.random() < 0.7:
             for curtain in _curtains(size, op, rng):
                 placer.accept(curtain)
@@ -610,7 +634,7 @@ def generate_room(rng: np.random.Generator, scene_type: str) -> Room:
     room.instances += furniture
     for _ in range(int(rng.integers(0, 3))):
         pic = _picture(rng, height)
-        if placer.against_wall(pic, gap=0.0, tries=30):
+        if placer.against_wall(pic, gap=0.012, tries=30):
             room.instances.append(pic)
     return room
 
