@@ -2,8 +2,11 @@
 
 Raw layout (``DATA_ROOT``): ``scans/<scene>/<scene>_vh_clean_2.ply``, ``_vh_clean_2.labels.ply``,
 and the exported frames ``color/<i>.jpg``, ``depth/<i>.png`` (uint16 mm), ``pose/<i>.txt``
-(camera-to-world 4x4), ``intrinsic/intrinsic_depth.txt``; the frames may live under another
-root (``frames_root``, e.g. scannet_frames_25k). Colour is resized onto the depth camera's
+(camera-to-world 4x4), ``intrinsic/intrinsic_depth.txt``, and optionally ``label-filt/<i>.png``
+(ScanNet's 2D labels, unzipped from ``<scene>_2d-label-filt.zip``: raw category ids mapped to
+NYU40 by ``scannetv2-labels.combined.tsv`` in DATA_ROOT, or NYU40 ids when that file is absent,
+as the synthetic rooms write them), read as ``frame_labels`` for the benchmarks' simulated VLM;
+the frames may live under another root (``frames_root``, e.g. scannet_frames_25k). Colour is resized onto the depth camera's
 frame at ``image_size`` and projected with the depth intrinsics (ScanNet's depth is registered
 to colour; this is the usual 2D-3D convention). Frames with non-finite poses or missing files
 are skipped and reported per scene.
@@ -11,7 +14,7 @@ are skipped and reported per scene.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from pipeline.errors import SceneError
 from pipeline.geometry.mesh_normals import area_weighted_normals
 
 SPLITS = ("train", "val", "test")
+RAW_LABELS_TSV = "scannetv2-labels.combined.tsv"
 
 
 def _read_ply(path: Path) -> PlyData:
@@ -143,8 +147,11 @@ class ScanNetReader:
             frames = self._frame_files(scene)
         except SceneError:  # no color/ folder: recorded as missing, read() reports it
             frames, files = [], [*files, self.frames_root / scene / "color"]
+        labels_dir = self.frames_root / scene / "label-filt"
         for _, c, dep, p in frames:
-            files += [c, dep, p]
+            files += [c, dep, p] + ([labels_dir / f"{dep.stem}.png"] if labels_dir.is_dir() else [])
+        if (self.root / RAW_LABELS_TSV).is_file():
+            files.append(self.root / RAW_LABELS_TSV)
         return [file_entry(f) for f in files]
 
     def read(self, scene: str) -> dict[str, Any]:
@@ -188,7 +195,9 @@ class ScanNetReader:
     def _read_frames(self, scene: str) -> dict[str, Any]:
         h, w = self.params["image_size"]
         k_depth = _intrinsics_3x3(self.frames_root / scene / "intrinsic" / "intrinsic_depth.txt")
-        colors, depths, poses, intr, ids = [], [], [], [], []
+        colors, depths, poses, intr, ids, frame_labels = [], [], [], [], [], []
+        labels_dir = self.frames_root / scene / "label-filt"
+        to_nyu40 = self._raw_to_nyu40() if labels_dir.is_dir() else None
         skipped: dict[str, list[str]] = {}
         expected = self._depth_hw(scene)
 
@@ -232,6 +241,8 @@ class ScanNetReader:
                 skip(f"depth size {depth_raw.shape[1]}x{depth_raw.shape[0]} != {expected[1]}x{expected[0]}", depth_path)
                 continue
             depth = np.asarray(Image.fromarray(depth_raw).resize((w, h), Image.NEAREST), np.float32)
+            if to_nyu40 is not None:
+                frame_labels.append(self._frame_labels(labels_dir / f"{depth_path.stem}.png", (h, w), to_nyu40, skip))
             depths.append(depth / self.params["depth_scale"])
             colors.append(color)
             poses.append(np.linalg.inv(pose))
@@ -240,7 +251,9 @@ class ScanNetReader:
         if not ids:
             reasons = "; ".join(f"{r}: {len(p)}" for r, p in skipped.items()) or "no frames listed"
             raise SceneError(f"no usable frame ({reasons})", self.frames_root / scene)
+        record = {} if to_nyu40 is None else {"frame_labels": np.stack(frame_labels).astype(np.int16)}
         return {
+            **record,
             "color": np.stack(colors).astype(np.uint8),
             "depth": np.stack(depths).astype(np.float32),
             "world_to_camera": np.stack(poses).astype(np.float64),
@@ -249,3 +262,32 @@ class ScanNetReader:
             "image_hw": [h, w],
             "skipped_frames": skipped,
         }
+
+    def _raw_to_nyu40(self) -> np.ndarray:
+        """Lookup raw 2D label id -> NYU40 id: ScanNet's label table when DATA_ROOT has it, else identity."""
+        tsv = self.root / RAW_LABELS_TSV
+        if not tsv.is_file():
+            return np.arange(len(self.label_map), dtype=np.int64)
+        rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+        try:
+            col_id, col_nyu = rows[0].index("id"), rows[0].index("nyu40id")
+            pairs = [(int(r[col_id]), int(r[col_nyu])) for r in rows[1:] if len(r) > max(col_id, col_nyu) and r[col_nyu]]
+        except (ValueError, IndexError) as exc:
+            raise SceneError(f"cannot read the 'id' and 'nyu40id' columns ({exc})", tsv) from exc
+        table = np.zeros(max(i for i, _ in pairs) + 1, np.int64)
+        for raw, nyu in pairs:
+            table[raw] = nyu
+        return table
+
+    def _frame_labels(self, path: Path, hw: tuple[int, int], to_nyu40: np.ndarray,
+                      skip: Callable[[str, Path], None]) -> np.ndarray:
+        """A frame's 2D labels i16[H,W] in the benchmark classes (-1 ignore); all -1 when unreadable."""
+        h, w = hw
+        try:
+            with Image.open(path) as im:
+                raw = np.asarray(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+        except (OSError, ValueError) as exc:
+            skip(f"2D labels missing or unreadable ({exc.__class__.__name__}; frame kept without them)", path)
+            return np.full((h, w), -1, np.int16)
+        nyu = np.where((raw >= 0) & (raw < len(to_nyu40)), to_nyu40[np.clip(raw, 0, len(to_nyu40) - 1)], 0)
+        return self.label_map[np.clip(nyu, 0, len(self.label_map) - 1)].astype(np.int16)
