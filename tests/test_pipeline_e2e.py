@@ -25,7 +25,7 @@ def raw(tmp_path_factory) -> Path:
 
 def _run(raw: Path, stores: Path, classes: str) -> dict:
     cfg = RunConfig(dataset="synthetic-scannet", data_root=raw, store_root=str(stores), workers=0,
-                    variants={"pseudo": "default", "text": "default"},
+                    variants={"features": "default", "pseudo": "default", "text": "default"},
                     overrides={"scenes": {"image_size": [64, 80]}, "features": TINY,
                                "text": {**TINY, "classes": classes}})
     return {r.name: r for r in run(load_graph(), cfg)}
