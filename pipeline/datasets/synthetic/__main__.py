@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.datasets.synthetic.rig import IMAGE_HW
 from pipeline.datasets.synthetic.fusion import FusionParams
+from pipeline.datasets.synthetic.rig import IMAGE_HW
 from pipeline.datasets.synthetic.scannet import FRAMES, SPACING, generate_scannet
 
 VOXEL = FusionParams.voxel

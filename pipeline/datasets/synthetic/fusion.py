@@ -50,7 +50,7 @@ def fuse(depth_mm: np.ndarray, color: np.ndarray, intrinsics: np.ndarray, camera
         device=o3c.Device("CPU:0"))
     k = o3c.Tensor(np.asarray(intrinsics, np.float64))
     trunc = params.truncation / params.voxel
-    for i in range(depth_mm.shape[0]):
+    for i in np.flatnonzero(depth_mm.reshape(len(depth_mm), -1).any(axis=1)):  # frames with a return
         extrinsic = o3c.Tensor(np.linalg.inv(camera_to_world[i]))
         depth = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth_mm[i])))
         rgb = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color[i])))

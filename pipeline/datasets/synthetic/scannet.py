@@ -38,6 +38,7 @@ SPACING = 0.04  # vertex spacing of the generator's surfaces (rendering and grou
 FRAMES = 45  # kept (exported) frames per room
 FUSION_EVERY = 3  # frames rendered and fused into the mesh per kept frame
 JPEG_QUALITY = 95
+FUSION = FusionParams()  # the benchmark world's fusion settings
 
 # ScanNet's NYU40 visualisation palette (util.create_color_palette), used by the labels PLY.
 NYU40_PALETTE = np.array([
@@ -92,7 +93,7 @@ def _scan_frame(room: rooms.Room, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_scan(seed: int, index: int, frames: int = FRAMES, spacing: float = SPACING,
-              hw: tuple[int, int] = camera.IMAGE_HW, fusion: FusionParams = FusionParams()) -> SyntheticScan:
+              hw: tuple[int, int] = camera.IMAGE_HW, fusion: FusionParams = FUSION) -> SyntheticScan:
     """Generate scene ``index`` of the run seeded by ``seed``: lay out and mesh the room, scan it
     with a handheld RGB-D sensor (FUSION_EVERY frames rendered per kept frame), fuse the noisy
     depth into the scan mesh and move the ground truth onto it."""
