@@ -11,6 +11,9 @@ without pairs have no label and are never sampled. A voxel's set id is its repre
 point's (the one ME's quantisation keeps). Determinism: item randomness (augmentation,
 sampling) comes from `default_rng([seed, epoch, position, index])` and the scene order of an epoch
 from `seed + epoch`, so any epoch can be replayed exactly, e.g. after `--resume`.
+
+Evaluation items also mark the points that have at least one pair (`observed`), when the store
+holds the scene's pairs, so that metrics can be restricted to what some frame saw.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline import store
+from pipeline.errors import PipelineError
 from trainer.config import ConfigError, TrainConfig
 from trainer.me_compat import ME
 from trainer.sampling import sample_by_set
@@ -129,6 +133,14 @@ class SceneDataset(Dataset):
         keep = (label >= 0) & (label < self.num_classes)
         return point[keep], label[keep]
 
+    def _observed(self, scene: str, num_points: int) -> np.ndarray | None:
+        """bool[N]: points with at least one pair; None when the store has no pairs for the scene."""
+        try:
+            point = self._read("pairs", scene, ["point"])["point"]
+        except PipelineError:
+            return None
+        return np.bincount(point.astype(np.int64), minlength=num_points) > 0
+
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         epoch, position, index = key
         cfg, scene = self.cfg, self.scenes[index]
@@ -147,6 +159,9 @@ class SceneDataset(Dataset):
         if not self.train:
             item["inverse"] = inverse
             item["point_labels"] = arrays["labels"].astype(np.int64)
+            observed = self._observed(scene, len(points))
+            if observed is not None:
+                item["observed"] = observed
             return item
         point, label = self._pairs(scene, arrays.get("labels"))
         item["pair_voxel"], item["pair_label"] = inverse[point], label
@@ -205,6 +220,7 @@ class Batch:
     inverse: torch.Tensor | None = None       # i64[N] point -> voxel
     point_labels: torch.Tensor | None = None  # i64[N]
     point_offsets: torch.Tensor | None = None  # i64[B+1]
+    observed: torch.Tensor | None = None      # bool[N] point has a pair (None: unknown for some scene)
 
     def to(self, device: torch.device) -> Batch:
         """Tensors moved to `device`."""
@@ -249,6 +265,8 @@ def collate(items: Sequence[dict[str, Any]]) -> Batch | None:
         batch.inverse = _cat(items, "inverse", offsets)
         batch.point_labels = _cat(items, "point_labels")
         batch.point_offsets = _offsets([len(item["inverse"]) for item in items])
+    if all("observed" in item for item in items):
+        batch.observed = _cat(items, "observed")
     return batch
 
 

@@ -189,16 +189,25 @@ def predict_points(models: Models, batch: Batch) -> torch.Tensor:
 
 
 def evaluate_loader(models: Models, loader, device: torch.device,
-                    progress: RunLog | None = None) -> np.ndarray:
-    """Confusion matrix over every scene of an evaluation loader, at point resolution."""
+                    progress: RunLog | None = None) -> dict[str, np.ndarray]:
+    """Confusion matrices over every scene of an evaluation loader, at point resolution: `points`
+    (all points), `observed` (points with at least one pair) and `unmarked` (i64[1], scenes whose
+    pairs are unknown: `observed` is incomplete unless it is 0). Same keys in every process."""
     models.train(False)
     num_classes = len(models.class_names)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    confusion = {name: np.zeros((num_classes, num_classes), dtype=np.int64) for name in ("points", "observed")}
+    confusion["unmarked"] = np.zeros(1, dtype=np.int64)
     task = progress.progress.add_task("eval", total=len(loader), loss=math.nan) if progress else None
     for batch in loader:
         batch = batch.to(device)
         pred = predict_points(models, batch).cpu().numpy()
-        confusion += confusion_matrix(pred, batch.point_labels.cpu().numpy(), num_classes)
+        gt = batch.point_labels.cpu().numpy()
+        confusion["points"] += confusion_matrix(pred, gt, num_classes)
+        if batch.observed is None:
+            confusion["unmarked"] += len(batch.scenes)
+        else:
+            seen = batch.observed.cpu().numpy()
+            confusion["observed"] += confusion_matrix(pred[seen], gt[seen], num_classes)
         if progress:
             progress.progress.advance(task)
     if progress:
@@ -212,11 +221,18 @@ def eval_loader(cfg: TrainConfig, scenes: list[str], num_classes: int):
     return loader
 
 
-def iou_record(confusion: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """mIoU and per-class IoU (None where undefined) for logging."""
-    iou = iou_per_class(confusion)
-    return {"miou": mean_iou(confusion),
-            "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=True)}}
+def iou_record(confusions: dict[str, np.ndarray], class_names: list[str]) -> dict[str, Any]:
+    """mIoU and per-class IoU (None where undefined) for logging: `miou`/`iou` over all points and,
+    when every scene marked them, `miou_observed`/`iou_observed` over the points with a pair."""
+    parts = {"": confusions["points"]}
+    if not confusions["unmarked"].any():
+        parts["_observed"] = confusions["observed"]
+    record: dict[str, Any] = {}
+    for suffix, confusion in parts.items():
+        iou = iou_per_class(confusion)
+        record[f"miou{suffix}"] = mean_iou(confusion)
+        record[f"iou{suffix}"] = {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=True)}
+    return record
 
 
 def _checkpoint_state(cfg: TrainConfig, models: Models, optimizers: Optimizers, epoch: int,
@@ -313,8 +329,9 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
                       "seconds": time.perf_counter() - epoch_start}
             evaluate_now = val is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
             if evaluate_now:
-                confusion = distributed.all_sum_array(ctx, evaluate_loader(models, val, device, log))
-                record.update(iou_record(confusion, models.class_names))
+                confusions = {name: distributed.all_sum_array(ctx, cm)
+                              for name, cm in evaluate_loader(models, val, device, log).items()}
+                record.update(iou_record(confusions, models.class_names))
                 is_best = record["miou"] > best
                 best = max(best, record["miou"])
             log.write(record, step)
@@ -330,11 +347,13 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
 
 
 def evaluate(cfg: TrainConfig, checkpoint_path: Path, console: Console | None = None) -> dict[str, Any]:
-    """mIoU and per-class IoU of a checkpoint's 3D model on cfg.val_split (store class set)."""
+    """mIoU and per-class IoU of a checkpoint's 3D model on cfg.val_split (store class set), also
+    over the points with at least one pair when the store has the pairs."""
     device = pick_device(cfg.device)
     models = build_models(cfg, device)
     load_encoder(models, checkpoint_path)
     scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
-    confusion = evaluate_loader(models, eval_loader(cfg, scenes, len(models.class_names)), device)
-    return {"checkpoint": str(checkpoint_path), "scenes": len(scenes), **iou_record(confusion, models.class_names),
-            "confusion": confusion.tolist()}
+    confusions = evaluate_loader(models, eval_loader(cfg, scenes, len(models.class_names)), device)
+    return {"checkpoint": str(checkpoint_path), "scenes": len(scenes), **iou_record(confusions, models.class_names),
+            "confusion": confusions["points"].tolist(),
+            **({} if confusions["unmarked"].any() else {"confusion_observed": confusions["observed"].tolist()})}
