@@ -39,13 +39,18 @@ status: | $(PY)
 train: | $(PY)
 	.venv/bin/hicl-train fit --config $(CONFIG) $(ARGS)
 
-bench: | $(PY)  # speed and memory; the quality benchmark (Table 2, about an hour) is bench-quality
+bench: | $(PY)  # speed and memory; the quality benchmarks are bench-quality (Table 2, hours) and bench-labels
 	for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_quality.py ] && continue; \
+		[ $$b = benchmarks/bench_labels.py ] && continue; \
 		echo "== $$b"; $(PY) $$b || exit 1; done
 
 .PHONY: bench-quality
 bench-quality: | $(PY)
 	$(PY) benchmarks/bench_quality.py $(ARGS)
+
+.PHONY: bench-labels
+bench-labels: | $(PY)  # the labels before training on the benchmark world (minutes once the world is prepared)
+	$(PY) benchmarks/bench_labels.py $(ARGS)
 
 lint: | $(PY)
 	$(PY) -m ruff check pipeline trainer tests benchmarks scripts

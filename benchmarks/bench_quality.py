@@ -1,39 +1,45 @@
-"""Benchmark: Table 2's ablation rows I-V on synthetic ScanNet rooms, over seeds, and Fig. 6.
+"""Benchmark: Table 2's ablation rows I-V on the benchmark world's synthetic rooms, over seeds, and Fig. 6.
 
-One preprocessing (16 generated rooms, 12 train / 4 val, the simulated VLM with the noise
-parameters that stages.yaml declares as defaults) feeds every run; rows differ only in the
-trainer's switches (the `ablation-I` ... `ablation-V` presets: row I trains on raw pseudo-labels,
-rows II-V on intra-set refined ones) and runs of one row only in the seed (model init, data
-order, augmentation, sampling). The schedule is the `synthetic-scannet` preset's (batch 4,
-SGD 0.05, 256 samples per scene, phase boundaries scaled from 120 epochs) with 20 epochs of one
-pass over the 12 training rooms (60 steps) and 0.15 m voxels instead of the preset's 0.1 m:
-2.2x fewer voxels per room, so that 15 runs of 60 steps fit into about 45 minutes on 2 cores. (At
-0.1 m the same budget allows 10 epochs, 30 steps, after which the baseline predicts little more
-than wall and floor: 7.8% mIoU on the validation rooms, measured.) Every run is scored at its last epoch
-on the 4 validation rooms at point resolution (no checkpoint selection); rows I and V are also
-scored after every epoch for the Fig. 6 curves. mIoU is reported in percent, as the mean and
-the sample standard deviation (ddof=1) over seeds.
+The rooms and stores are the benchmark world's (benchmarks/world.py: by default 96 training and
+32 validation rooms of world seed 0, preprocessed once with the simulated VLM at noise scale 1.0;
+`--world-seed` and `--vlm-noise` choose another world). Rows differ only in the trainer's
+switches (the `ablation-I` ... `ablation-V` presets: row I trains on raw pseudo-labels, rows
+II-V on intra-set refined ones) and runs of one row only in the seed (model init, data order,
+augmentation, sampling). The schedule is the `synthetic-scannet` preset's (batch 4, SGD 0.05, 256
+samples per scene, phase boundaries scaled from 120 epochs) with 20 epochs of one pass over the
+training rooms and 0.15 m voxels instead of the preset's 0.1 m (2.2x fewer voxels per room).
+Every run is scored at its last epoch on the validation rooms at point resolution (no checkpoint
+selection); rows I and V are also scored every max(1, epochs // 20) epochs for the Fig. 6 curves.
 
-Resumable: each (row, seed) writes `<root>/runs/<row>-s<seed>/result.json` when it finishes and
-is skipped when that file exists; an interrupted run resumes from its last epoch checkpoint.
+Each row's mIoU is reported three ways, in percent, as the mean and the sample standard deviation
+(ddof=1) over seeds: the trainer's (classes present in the ground truth or the predictions),
+`miou_fixed_classes` (the classes present in the validation ground truth, a list fixed before any
+prediction) and `miou_observed` (the trainer's, on the points that have at least one pair). The
+labels the rows learn from are scored on the same validation rooms by bench_labels.py's code:
+`maskclip3d_miou` is the pseudo-labels voted onto points, over the fixed class list.
+
+Resumable: each (row, seed) writes `data/runs/<world>/bench-quality[-tags]/runs/<row>-s<seed>/result.json`
+when it finishes and is skipped when that file exists; an interrupted run resumes from its last
+epoch checkpoint. Different worlds never share runs.
 
 Run: .venv/bin/python benchmarks/bench_quality.py [--jobs 2]
      -> benchmarks/results/table2.json, benchmarks/results/fig6-epochs.png
-     .venv/bin/python benchmarks/bench_quality.py --quick   (8 rooms, 1 seed, 2 epochs; a smoke
-     run, results under data/runs/bench-quality-quick/)
-     .venv/bin/python benchmarks/bench_quality.py --epochs 80 --rows I,II,V   (the same rooms and
-     stores, a longer schedule: -> benchmarks/results/table2-e80-rows-I-II-V.json and
-     fig6-epochs-e80-rows-I-II-V.png; curve rows are then scored every epochs/20 epochs)
+     .venv/bin/python benchmarks/bench_quality.py --quick   (a world of 8+4 rooms, 1 seed, 2 epochs;
+     a smoke run, results under data/runs/world-s0-8+4-n1/bench-quality-quick/)
+     .venv/bin/python benchmarks/bench_quality.py --epochs 80 --rows I,II,V   (the same world, a
+     longer schedule: -> benchmarks/results/table2-e80-rows-I-II-V.json and fig6-epochs-e80-rows-I-II-V.png)
+     .venv/bin/python benchmarks/bench_quality.py --world-seed 1 --vlm-noise 1.5   (another world:
+     -> benchmarks/results/table2-s1-n1.5.json; the world's suffix comes before the schedule's)
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -46,16 +52,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import store
-from pipeline.labels.simulated import SCANNET_LOOKALIKES
-from pipeline.stages import load_graph
-from trainer.config import load_config
-from trainer.figures import Curve, plot_miou_curves
-from trainer.runlog import epoch_records
-from trainer.schedule import phase_starts
+BENCHMARKS = Path(__file__).resolve().parent
+if str(BENCHMARKS) not in sys.path:  # world.py sits beside this script, also when it is loaded by path
+    sys.path.insert(0, str(BENCHMARKS))
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from bench_labels import score_world  # noqa: E402
+from world import BIN, REPO, World, run  # noqa: E402
+
+from pipeline.labels.simulated import SCANNET_LOOKALIKES  # noqa: E402
+from trainer.config import load_config  # noqa: E402
+from trainer.figures import Curve, plot_miou_curves  # noqa: E402
+from trainer.runlog import epoch_records  # noqa: E402
+from trainer.schedule import phase_starts  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
 ROWS = ("I", "II", "III", "IV", "V")
 CURVE_ROWS = ("I", "V")
 SWITCHES = ("intra_set", "intra_scene", "inter_scene", "feedback")
@@ -66,10 +76,9 @@ SCHEDULE_KEYS = ("batch_size", "lr_3d", "samples_per_scene", "phase_reference_ep
 
 @dataclass(frozen=True)
 class Plan:
-    """What one invocation runs: rooms, seeds, epochs, and where everything goes."""
+    """What one invocation runs: the world, seeds, epochs, and where everything goes."""
 
-    name: str
-    rooms: int
+    world: World
     seeds: tuple[int, ...]
     epochs: int
     root: Path       # runs, logs and per-run results
@@ -79,21 +88,36 @@ class Plan:
     @property
     def raw(self) -> Path:
         """Generated rooms (ScanNet layout)."""
-        return REPO / "data" / "raw" / self.name
+        return self.world.raw
 
     @property
     def stores(self) -> Path:
         """Stage stores of the rooms."""
-        return REPO / "data" / "stores" / self.name
+        return self.world.stores
 
 
 VOXEL_SIZE = 0.15
-FULL = Plan("bench-quality", 16, (0, 1, 2), 20, REPO / "data" / "runs" / "bench-quality",
-            REPO / "benchmarks" / "results" / "table2.json",
-            REPO / "benchmarks" / "results" / "fig6-epochs.png")
-QUICK = Plan("bench-quality-quick", 8, (0,), 2, REPO / "data" / "runs" / "bench-quality-quick",
-             REPO / "data" / "runs" / "bench-quality-quick" / "table2.json",
-             REPO / "data" / "runs" / "bench-quality-quick" / "fig6-epochs.png")
+QUICK_ROOMS = (8, 4)
+
+
+def plan_for(world: World, quick: bool = False) -> Plan:
+    """The default plan on `world`: 3 seeds x 20 epochs, outputs in benchmarks/results/ named
+    after the world; or, `quick`, a world of 8+4 rooms with the same seed and noise, 1 seed x 2
+    epochs, outputs beside its runs."""
+    if quick:
+        small = World(world.seed, world.vlm_noise, *QUICK_ROOMS)
+        root = REPO / "data" / "runs" / small.name / "bench-quality-quick"
+        return Plan(small, (0,), 2, root, root / "table2.json", root / "fig6-epochs.png")
+    return Plan(world, (0, 1, 2), 20, REPO / "data" / "runs" / world.name / "bench-quality",
+                RESULTS / f"table2{world.suffix}.json", RESULTS / f"fig6-epochs{world.suffix}.png")
+
+
+FULL = plan_for(World())  # the default world and schedule
+
+
+def with_out(plan: Plan, out: Path) -> Plan:
+    """`plan` writing its table to `out` and Fig. 6 beside it (`<stem>-fig6.png`)."""
+    return dataclasses.replace(plan, out_json=out, out_png=out.with_name(f"{out.stem}-fig6.png"))
 
 
 # ---- aggregation (pure) ----
@@ -108,12 +132,26 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def aggregate(per_seed: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+def fixed_miou(iou: Mapping[str, float | None], classes: Sequence[str]) -> float:
+    """Mean IoU over a fixed class list (fractions; a class without an IoU counts 0)."""
+    return statistics.fmean(iou.get(c) or 0.0 for c in classes)
+
+
+def seed_stats(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std and per-seed values, rounded."""
+    mean, std = mean_std(values)
+    return {"mean": _round(mean), "std": _round(std), "per_seed": [_round(v) for v in values]}
+
+
+def aggregate(per_seed: Mapping[str, Sequence[Mapping[str, Any]]],
+              fixed_classes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per row: mIoU mean, std and per-seed values (percent), mean per-class IoU, and the mean
-    and std of the per-seed differences to row I and to the previous row (same seeds).
+    and std of the per-seed differences to row I and to the previous row (same seeds); with
+    `fixed_classes`, the same statistics of the mIoU over that fixed list (`miou_fixed_classes`), and of
+    `miou_observed` where every run has it.
 
     `per_seed[row]` lists that row's run results sorted by seed, each with `seed`, `miou` in
-    [0, 1] and `iou` (class -> IoU in [0, 1] or None).
+    [0, 1] and `iou` (class -> IoU in [0, 1] or None), optionally `miou_observed` in [0, 1].
     """
     rows: dict[str, dict[str, Any]] = {}
     order = [r for r in ROWS if r in per_seed] + [r for r in per_seed if r not in ROWS]
@@ -129,6 +167,10 @@ def aggregate(per_seed: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, 
         entry: dict[str, Any] = {"miou_mean": _round(mean), "miou_std": _round(std),
                                  "per_seed": [_round(v) for v in miou],
                                  "seeds": [r["seed"] for r in runs], "iou_mean": iou_mean}
+        if fixed_classes is not None:
+            entry["miou_fixed_classes"] = seed_stats([100 * fixed_miou(r["iou"], fixed_classes) for r in runs])
+        if all(r.get("miou_observed") is not None for r in runs):
+            entry["miou_observed"] = seed_stats([100 * r["miou_observed"] for r in runs])
         for key, other in (("delta_vs_I", order[0]), ("delta_vs_previous", order[i - 1] if i else None)):
             if other is None or other == row:
                 continue
@@ -161,44 +203,10 @@ def curve_for_plot(summary: Mapping[str, Any]) -> Curve:
 
 # ---- running ----
 
-def noise_params() -> dict[str, Any]:
-    """The simulated VLM's noise parameters: the defaults stages.yaml declares."""
-    variant = load_graph().stages["pseudo"].variants["simulated"]
-    return {name: param.default for name, param in variant.params.items()}
-
-
-def run(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> None:
-    """Run a command with output appended to `log`; raise with the log's tail if it fails."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(cmd)}\n")
-        out.flush()
-        code = subprocess.run(list(cmd), cwd=REPO, env={**os.environ, **(env or {})}, stdout=out,
-                              stderr=subprocess.STDOUT).returncode
-    if code:
-        tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise RuntimeError(f"{cmd[0]} failed with exit code {code}; see {log}:\n{tail}")
-
-
-def preprocess(plan: Plan) -> dict[str, Any]:
-    """Generate and preprocess the rooms once (cached stages are skipped); score the labels."""
-    common = ["--dataset", "synthetic-scannet", "--data-root", str(plan.raw), "--store-root", str(plan.stores)]
-    log = plan.root / "preprocess.log"
-    run([str(BIN / "hicl-pipeline"), "run", *common, "--generate", str(plan.rooms),
-         "--stages", "text,refine", "--workers", "2"], log)
-    used = store.stage_attrs(str(plan.stores), "pseudo")["params"]
-    declared = noise_params()
-    if used != declared:
-        raise RuntimeError(f"{plan.stores} was built with pseudo params {used}, not the stages.yaml "
-                           f"defaults {declared}: delete it or use another store")
-    labels = {}
-    for stage in ("pseudo", "refine"):
-        out = plan.root / f"labels-{stage}-val.json"
-        if not out.is_file():
-            run([str(BIN / "hicl-pipeline"), "eval", *common, "--stage", stage, "--split", "val",
-                 "--output", str(out)], log)
-        labels[stage] = json.loads(out.read_text())
-    return labels
+def score_labels(plan: Plan) -> dict[str, Any]:
+    """Prepare the world (rooms and stores, each made once) and score its validation labels."""
+    plan.world.prepare(REPO / "data" / "runs" / plan.world.name / "prepare.log")
+    return score_world(plan.world)
 
 
 def schedule(plan: Plan) -> dict[str, Any]:
@@ -211,7 +219,7 @@ def schedule(plan: Plan) -> dict[str, Any]:
 
 def with_schedule(plan: Plan, epochs: int | None, seeds: Sequence[int] | None,
                   rows: Sequence[str] = ROWS) -> Plan:
-    """`plan` with another epoch count, seeds or rows: the same rooms and stores; runs of other
+    """`plan` with another epoch count, seeds or rows: the same world; runs of other
     epochs or seeds in their own folder; outputs named after every change, so that a partial
     table never replaces the full one."""
     epochs = plan.epochs if epochs is None else epochs
@@ -221,7 +229,7 @@ def with_schedule(plan: Plan, epochs: int | None, seeds: Sequence[int] | None,
     out_tag = run_tag + ("" if tuple(rows) == ROWS else "-rows-" + "-".join(rows))
     if not out_tag:
         return plan
-    return Plan(plan.name, plan.rooms, seeds, epochs, plan.root.with_name(plan.root.name + run_tag),
+    return Plan(plan.world, seeds, epochs, plan.root.with_name(plan.root.name + run_tag),
                 plan.out_json.with_name(f"{plan.out_json.stem}{out_tag}.json"),
                 plan.out_png.with_name(f"{plan.out_png.stem}{out_tag}.png"))
 
@@ -254,7 +262,8 @@ def train_one(plan: Plan, row: str, seed: int, threads: int) -> dict[str, Any]:
     epochs = epoch_records(run_dir)
     last = epochs[plan.epochs]
     scored = sorted(e for e, r in epochs.items() if "miou" in r)
-    result = {"row": row, "seed": seed, "miou": last["miou"], "iou": last["iou"],
+    observed = {k: last[k] for k in ("miou_observed", "iou_observed") if k in last}
+    result = {"row": row, "seed": seed, "miou": last["miou"], "iou": last["iou"], **observed,
               "curve": {"epochs": scored, "miou": [epochs[e]["miou"] for e in scored]},
               "steps": last["step"], "train_seconds": round(sum(r["seconds"] for r in epochs.values()), 1),
               "wall_seconds": round(time.perf_counter() - start, 1), "resumed": resume}
@@ -283,86 +292,111 @@ class LoadSampler:
         return {"mean": round(statistics.fmean(self.samples), 2), "max": round(max(self.samples), 2)}
 
 
+def cell(stats: Mapping[str, Any] | None) -> str:
+    """'mean +- std' of a seed_stats entry ('' when absent)."""
+    if stats is None:
+        return ""
+    return f"{stats['mean']:.2f}" + ("" if stats["std"] is None else f" +- {stats['std']:.2f}")
+
+
 def print_table(rows: Mapping[str, Mapping[str, Any]], title: str) -> None:
-    """Rows with mean +- std, per-seed values and the paper's number."""
+    """Rows with mean +- std (the trainer's, fixed-class and observed-point mIoU), per-seed values
+    and the paper's number."""
     table = Table(title=title)
-    for col in ("row", "set", "scene", "inter", "FB", "mIoU mean +- std", "per seed", "vs prev", "paper"):
+    for col in ("row", "set", "scene", "inter", "FB", "mIoU mean +- std", "per seed", "vs prev",
+                "fixed classes", "observed", "paper"):
         table.add_column(col, justify="left" if col == "row" else "right")
     for row, entry in rows.items():
-        std = "" if entry["miou_std"] is None else f" +- {entry['miou_std']:.2f}"
         prev = entry.get("delta_vs_previous")
         switches = load_config(f"ablation-{row}").to_dict()
         table.add_row(row, *("x" if switches[s] else "-" for s in SWITCHES),
-                      f"{entry['miou_mean']:.2f}{std}", ", ".join(f"{v:.2f}" for v in entry["per_seed"]),
-                      "" if prev is None else f"{prev['mean']:+.2f}", f"{PAPER_TABLE2[row]:.1f}")
+                      cell({"mean": entry["miou_mean"], "std": entry["miou_std"]}),
+                      ", ".join(f"{v:.2f}" for v in entry["per_seed"]),
+                      "" if prev is None else f"{prev['mean']:+.2f}", cell(entry.get("miou_fixed_classes")),
+                      cell(entry.get("miou_observed")), f"{PAPER_TABLE2[row]:.1f}")
     Console().print(table)
 
 
 def main() -> None:
-    """Preprocess once, train every (row, seed) not yet done, aggregate, write JSON and Fig. 6."""
+    """Prepare the world, train every (row, seed) not yet done, aggregate, write JSON and Fig. 6."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 rooms, 1 seed, 2 epochs (a smoke run)")
+    parser.add_argument("--world-seed", type=int, default=0, help="seed of the world's rooms (default 0)")
+    parser.add_argument("--vlm-noise", type=float, default=1.0, help="simulated VLM noise scale (default 1.0)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a world of {QUICK_ROOMS[0]}+{QUICK_ROOMS[1]} rooms, 1 seed, 2 epochs (a smoke run)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at once (default 2)")
     parser.add_argument("--epochs", type=int, help=f"epochs per run (default {FULL.epochs})")
     parser.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
-                        help="comma-separated seeds (default 0,1,2)")
+                        help=f"comma-separated seeds (default {','.join(map(str, FULL.seeds))})")
     parser.add_argument("--rows", type=lambda v: v.split(","), default=list(ROWS),
                         help="comma-separated Table 2 rows (default I,II,III,IV,V)")
+    parser.add_argument("--out", type=Path, help="output JSON (default benchmarks/results/table2[-<world>]"
+                                                 "[-<schedule>].json; Fig. 6 goes beside it)")
     args = parser.parse_args()
     if unknown := sorted(set(args.rows) - set(ROWS)):
         parser.error(f"--rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs: must be at least 1")
+    if args.vlm_noise < 0:
+        parser.error("--vlm-noise: must be >= 0")
     rows_run = [r for r in ROWS if r in args.rows]
     curve_rows = [r for r in CURVE_ROWS if r in rows_run]
-    plan = with_schedule(QUICK if args.quick else FULL, args.epochs, args.seeds, rows_run)
+    plan = with_schedule(plan_for(World(args.world_seed, args.vlm_noise), args.quick), args.epochs, args.seeds,
+                         rows_run)
+    if args.out is not None:
+        plan = with_out(plan, args.out)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     load = LoadSampler()
     start = time.perf_counter()
     plan.root.mkdir(parents=True, exist_ok=True)
-    labels = preprocess(plan)
+    labels = score_labels(plan)
     preprocess_s = time.perf_counter() - start
     tasks = [(row, seed) for seed in plan.seeds for row in rows_run]
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(lambda t: train_one(plan, t[0], t[1], threads), tasks))
+    classes = labels["classes"]
     per_seed = {row: sorted((r for r in done if r["row"] == row), key=lambda r: r["seed"]) for row in rows_run}
-    rows = aggregate(per_seed)
+    rows = aggregate(per_seed, classes)
     curves = {row: aggregate_curves([r["curve"] for r in per_seed[row]]) for row in curve_rows}
     cfg = load_config("ablation-V", overrides(plan, "V", plan.seeds[0]))
-    train_scenes = (plan.raw / "scannetv2_train.txt").read_text().split()
-    val_scenes = (plan.raw / "scannetv2_val.txt").read_text().split()
+    train_scenes, val_scenes = plan.world.split("train"), plan.world.split("val")
     if curve_rows:
         plot_miou_curves(
             plan.out_png, {f"row {r} ({'baseline' if r == 'I' else 'full method'}), mean +- std over "
                            f"{len(plan.seeds)} seed(s)": curve_for_plot(curves[r]) for r in curve_rows},
             f"Fig. 6 on synthetic ScanNet: validation mIoU per epoch ({len(val_scenes)} rooms)",
-            {"pseudo-labels voted onto points": labels["pseudo"]["miou"],
-             "refined labels voted onto points": labels["refine"]["miou"]}, phase_starts(cfg))
+            {"pseudo-labels voted onto points (classes in the ground truth)": labels["pseudo"]["miou"] / 100,
+             "refined labels voted onto points (classes in the ground truth)": labels["refine"]["miou"] / 100},
+            phase_starts(cfg))
     steps_per_epoch = -(-len(train_scenes) // cfg.batch_size)
+    world = plan.world.describe()
     result = {
         "benchmark": "Table 2 ablation rows I-V on synthetic ScanNet (simulated VLM), mean and "
                      "sample std over seeds of the last-epoch validation mIoU (%)",
         "command": " ".join([".venv/bin/python", "benchmarks/bench_quality.py", *sys.argv[1:]]),
         "quick": args.quick,
+        "world": world,
         "rows": rows,
+        "fixed_classes": classes,
+        "maskclip3d_miou": labels["pseudo"]["miou"],
         "paper_table2_scannet_val": PAPER_TABLE2,
         "switches": {row: {s: load_config(f"ablation-{row}").to_dict()[s] for s in SWITCHES} for row in rows_run},
         "curves": curves,
-        "noise": noise_params(),
+        "noise": labels["params"],
         "noise_lookalikes": [list(pair) for pair in SCANNET_LOOKALIKES],
-        "labels_val": {stage: {"point_miou": round(100 * v["miou"], 3),
-                               "pair_accuracy": round(100 * v["pair_accuracy"], 3)}
-                       for stage, v in labels.items()},
+        "labels_val": {stage: {"point_miou": labels[stage]["miou"], "pair_accuracy": labels[stage]["pair_accuracy"]}
+                       for stage in ("pseudo", "refine")},
         "schedule": {**schedule(plan), "curve_rows": curve_rows,
                      "curve_every_epochs": max(1, plan.epochs // 20),
                      "steps_per_epoch": steps_per_epoch, "steps_per_run": steps_per_epoch * plan.epochs,
                      "phase_starts": list(phase_starts(cfg)), "label_source": "pseudo for row I, refine for II-V",
                      "score": "last epoch, full point resolution, validation split", "seeds": list(plan.seeds)},
-        "dataset": {"generator": "pipeline.datasets.synthetic:generate_scannet (seed 0)",
-                    "rooms": plan.rooms, "train_scenes": train_scenes, "val_scenes": val_scenes,
-                    "raw": str(plan.raw.relative_to(REPO)), "store": str(plan.stores.relative_to(REPO)),
-                    "frames_per_room": 30},
-        "runs": [{k: v for k, v in r.items() if k not in ("iou", "curve")} for r in done],
+        "dataset": {"generator": f"{world['generator']['function']} (seed {plan.world.seed})",
+                    "rooms": len(train_scenes) + len(val_scenes), "train_scenes": train_scenes,
+                    "val_scenes": val_scenes, "raw": world["raw"], "store": world["stores"],
+                    "frames_per_room": len(list((plan.raw / "scans" / val_scenes[0] / "pose").glob("*.txt")))},
+        "runs": [{k: v for k, v in r.items() if k not in ("iou", "iou_observed", "curve")}
+                 | {"miou_fixed_classes": fixed_miou(r["iou"], classes)} for r in done],
         "jobs": args.jobs, "threads_per_job": threads,
         "wall_s": round(time.perf_counter() - start, 1), "preprocess_s": round(preprocess_s, 1),
         "run_wall_s_sum": round(sum(r["wall_seconds"] for r in done), 1),
@@ -374,7 +408,7 @@ def main() -> None:
     }
     plan.out_json.parent.mkdir(parents=True, exist_ok=True)
     plan.out_json.write_text(json.dumps(result, indent=1) + "\n")
-    print_table(rows, f"Table 2 on synthetic ScanNet ({len(plan.seeds)} seed(s), {plan.epochs} epochs)")
+    print_table(rows, f"Table 2 on {plan.world.name} ({len(plan.seeds)} seed(s), {plan.epochs} epochs)")
     print(f"wrote {plan.out_json}{f' and {plan.out_png}' if curve_rows else ''} in {result['wall_s']:.0f} s")
 
 

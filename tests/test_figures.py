@@ -146,11 +146,6 @@ def test_single_seed_has_no_std_and_curves_aggregate_per_epoch():
     assert bench.curve_for_plot(bench.aggregate_curves([{"epochs": [1], "miou": [0.1]}])).spread is None
 
 
-def test_noise_params_are_the_stages_yaml_defaults():
-    noise = bench_quality().noise_params()
-    assert noise["view_flip_prob"] == 0.3 and noise["pixel_error"] == 0.1 and noise["seed"] == 0
-
-
 def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
     bench = bench_quality()
     assert bench.with_schedule(bench.FULL, None, None) is bench.FULL
