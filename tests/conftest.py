@@ -31,8 +31,10 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def room_template(tmp_path_factory) -> Path:
     """One generated synthetic room (6 RGB-D frames) in ScanNet's layout, copied by `rooms.copy_rooms`."""
+    from rooms import QUICK_FUSION
+
     from pipeline.datasets.synthetic import generate_scannet
 
     root = tmp_path_factory.mktemp("room_template")
-    generate_scannet(root, scenes=1, seed=3, frames=6, val=0, spacing=0.08)
+    generate_scannet(root, scenes=1, seed=3, frames=6, val=0, spacing=0.08, fusion=QUICK_FUSION)
     return root

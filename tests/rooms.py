@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import store
+from pipeline.datasets.synthetic.fusion import FusionParams
 
 TEMPLATE = "scene0000_00"
+# Fusion for quick test rooms with a handful of frames: a coarse voxel (fewer vertices) and no
+# multi-frame weight threshold (each surface is seen by one or two frames only).
+QUICK_FUSION = FusionParams(voxel=0.06, truncation=0.12, min_weight=1.0)
 
 
 def scene_id(i: int) -> str:

@@ -123,7 +123,7 @@ def test_world_folders_commands_and_description(world):
     w = world.World(2, 0.5, 8, 4)
     assert w.raw.name == "world-s2-8+4" and w.stores.name == "world-s2-8+4-n0.5" and w.name == w.stores.name
     assert w.generator_args() == ["-m", "pipeline.datasets.synthetic", "scannet", "--out",
-                                         "data/raw/world-s2-8+4", "--scenes", "12", "--val", "4", "--seed", "2"]
+                                         "data/raw/world-s2-8+4", "--scenes", "12", "--val", "4", "--seed", "2", "--jobs", "2"]
     assert w.pipeline_overrides() == ["--set", "features.noise_scale=0.5"]
     assert world.World().pipeline_overrides() == []
     assert "--set" not in world.World().pipeline_command()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rooms import QUICK_FUSION
 
 from pipeline import store
 from pipeline.clip.model import TINY_CONFIG
@@ -19,7 +20,7 @@ TINY = {"model_name": "tiny", "pretrained": "none", "model_config": TINY_CONFIG,
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rooms")
-    generate_scannet(root, scenes=2, seed=5, frames=3, val=1, spacing=0.08)
+    generate_scannet(root, scenes=2, seed=5, frames=3, val=1, spacing=0.08, fusion=QUICK_FUSION)
     return root
 
 

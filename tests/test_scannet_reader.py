@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from plyfile import PlyData
+from rooms import QUICK_FUSION
 
 from pipeline import store
 from pipeline.datasets.base import LABELMAPS, load_label_map
@@ -22,7 +23,7 @@ FRAMES = 4
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scannet")
-    generate_scannet(root, scenes=2, seed=3, frames=FRAMES, val=1, spacing=0.08)
+    generate_scannet(root, scenes=2, seed=3, frames=FRAMES, val=1, spacing=0.08, fusion=QUICK_FUSION)
     return root
 
 

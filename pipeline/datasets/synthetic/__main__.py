@@ -51,7 +51,8 @@ def scannet(
     start = time.perf_counter()
     with _progress("scannet") as progress:
         task = progress.add_task("rooms", total=scenes, scene="")
-        ids = generate_scannet(out, scenes, seed, frames, val=val, spacing=spacing, voxel=voxel, jobs=jobs,
+        fusion = FusionParams(voxel=voxel, truncation=2 * voxel)
+        ids = generate_scannet(out, scenes, seed, frames, val=val, spacing=spacing, fusion=fusion, jobs=jobs,
                                on_scene=lambda s: progress.update(task, advance=1, scene=s))
     typer.echo(f"wrote {len(ids)} scenes to {out} in {time.perf_counter() - start:.1f} s")
 

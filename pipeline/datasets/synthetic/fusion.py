@@ -24,7 +24,7 @@ class FusionParams:
     voxel: float = 0.03  # metres: marching cubes then gives ScanNet's 50k-150k vertices a room
     truncation: float = 0.06  # metres, the signed distance's band
     max_depth: float = 4.0  # metres
-    min_weight: float = 2.0  # a voxel must be measured by at least this many frames
+    min_weight: float = 4.0  # a voxel must be measured by at least this many frames (fewer: not fused)
     block_count: int = 40_000  # hash capacity of 16^3-voxel blocks
     min_component_faces: int = 300  # smaller connected pieces are removed (floaters)
     max_label_distance: float = 0.05  # metres

@@ -209,14 +209,14 @@ def _write_one(out: Path, scene: str, seed: int, index: int, frames: int, spacin
 
 
 def generate_scannet(out: Path, scenes: int, seed: int, frames: int = FRAMES, *, val: int | None = None,
-                     spacing: float = SPACING, voxel: float = FusionParams.voxel, jobs: int = 1,
+                     spacing: float = SPACING, fusion: FusionParams = FUSION, jobs: int = 1,
                      on_scene: Callable[[str], None] | None = None) -> list[str]:
     """Write ``scenes`` synthetic rooms under ``out`` in ScanNet's layout; return their ids.
 
     ``val`` scenes (default a quarter, at least one when there are two or more) go to the
-    validation list, the rest to train. ``voxel`` is the TSDF voxel of the fused mesh (coarser:
-    fewer vertices, for quick tests). ``jobs`` > 1 generates scenes in that many processes (the
-    output does not depend on it).
+    validation list, the rest to train. ``fusion`` sets the TSDF fusion (a coarser voxel and a
+    lower weight threshold suit quick tests with few frames). ``jobs`` > 1 generates scenes in
+    that many processes (the output does not depend on it).
     """
     if scenes < 1 or frames < 1 or jobs < 1:
         raise ValueError("scenes, frames and jobs must be at least 1")
@@ -225,7 +225,6 @@ def generate_scannet(out: Path, scenes: int, seed: int, frames: int = FRAMES, *,
         raise ValueError(f"val must be in [0, {scenes}], got {n_val}")
     out = Path(out)
     ids = scene_ids(scenes)
-    fusion = FusionParams(voxel=voxel, truncation=2 * voxel)
     args = [(out, scene, seed, i, frames, spacing, fusion) for i, scene in enumerate(ids)]
     report = on_scene or (lambda scene: None)
     if jobs == 1:
