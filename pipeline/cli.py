@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline import store
+from pipeline import preflight, store
 from pipeline.errors import PipelineError
 from pipeline.explain import scene_reasons
 from pipeline.lock import StoreLock
 from pipeline.progress import ProgressView, report_table
-from pipeline.runner import RunConfig, plan, run
+from pipeline.runner import RunConfig, StagePlan, plan, run
 from pipeline.stages import Graph, load_graph
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -94,7 +94,8 @@ def run_cmd(
     data_root: DataRootOpt = None,
     store_root: StoreRootOpt = None,
     workers: Annotated[int, typer.Option(help="Local Dask worker processes (0 = run in this process).")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of an existing Dask scheduler, e.g. tcp://host:8786 or tls://host:8786.")] = None,
+    security: Annotated[Path | None, typer.Option(help="TLS for --scheduler: YAML/JSON file naming tls_ca_file, tls_client_cert, tls_client_key [default: Dask's distributed.comm.tls config].")] = None,
     split: SplitOpt = "train,val",
     scenes: Annotated[str | None, typer.Option(help="Comma-separated scene ids (instead of the splits).")] = None,
     limit: Annotated[int | None, typer.Option(help="Process only the first N scenes of the splits.")] = None,
@@ -110,7 +111,9 @@ def run_cmd(
         graph = load_graph(stages_file)
         cfg = _config(graph, dataset, data_root, store_root, splits=_csv(split) or (), scenes=_csv(scenes),
                       limit=limit, stages=_csv(stages), force=tuple(force or ()), overrides=_overrides(set_),
-                      variants=_variants(variant), workers=workers, scheduler=scheduler)
+                      variants=_variants(variant), workers=workers, scheduler=scheduler, security=security)
+        preflight.check_store_root(cfg.store_root)
+        plan(graph, cfg)  # every param resolved and checked (type, range) before data is generated or written
         _generate_if_missing(graph, cfg, generate)
         with StoreLock(cfg.store_root), ProgressView(console) as view:
             reports = run(graph, cfg, view)
@@ -177,8 +180,24 @@ def status(
         console.print(f"next run {escape(line)}", highlight=False, soft_wrap=True)
     for name, line in failures:
         console.print(f"[red]failed[/red] {name}: {escape(line)}", highlight=False, soft_wrap=True)
+    for line in _preflight_problems(cfg, plans, pending):
+        console.print(f"[yellow]warning[/yellow] next run stops: {escape(line)}", highlight=False, soft_wrap=True)
     if note:
         console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def _preflight_problems(cfg: RunConfig, plans: list[StagePlan], pending: dict[str, dict[str, str]]) -> list[str]:
+    """What the next run's pre-flight would refuse on this machine: the store root, and the CLIP
+    weights of each stage that will compute something."""
+    problems = []
+    try:
+        preflight.check_store_root(cfg.store_root)
+    except PipelineError as exc:
+        problems.append(str(exc))
+    for p in plans:
+        if preflight.uses_clip(p.stage) and (p.reason != "up to date" or pending.get(p.stage.name)):
+            problems.append(preflight.weights_problem(p.stage.name, p.params))
+    return [line for line in problems if line]
 
 
 def _done_count(store_root: str, stage: str, kind: str) -> int:

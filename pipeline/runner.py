@@ -7,6 +7,7 @@ A scene that fails is reported with its file and reason while the others finish.
 """
 from __future__ import annotations
 
+import functools
 import posixpath
 import time
 import traceback
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import store
+import yaml
+
+from pipeline import preflight, store
 from pipeline.errors import PipelineError, SceneError
 from pipeline.fingerprint import scene_fingerprint, stage_fingerprint
 from pipeline.stages import Dataset, Graph, Stage, import_named
@@ -37,6 +40,7 @@ class RunConfig:
     variants: Mapping[str, str] = field(default_factory=dict)
     workers: int = 2
     scheduler: str | None = None
+    security: Path | None = None  # TLS files for `scheduler` (see load_security)
 
 
 @dataclass
@@ -211,17 +215,50 @@ def needs_local_gpu(cfg: RunConfig, plans: list[StagePlan]) -> bool:
             and cuda_available())
 
 
+TLS_KEYS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+
+
+def load_security(path: Path) -> Any:
+    """A ``distributed.security.Security`` that requires TLS, from a YAML/JSON file naming
+    ``tls_ca_file``, ``tls_client_cert`` and ``tls_client_key`` (relative to the file's folder)."""
+    from distributed.security import Security
+
+    where = f"--security {path}"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PipelineError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{where}: not valid YAML or JSON ({exc})".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{where}: must be a mapping of {', '.join(TLS_KEYS)}")
+    unknown = sorted(set(raw) - set(TLS_KEYS))
+    if unknown:
+        raise PipelineError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(TLS_KEYS)})")
+    unnamed = [key for key in TLS_KEYS if not isinstance(raw.get(key), str)]
+    if unnamed:
+        raise PipelineError(f"{where}: '{unnamed[0]}' must name a file")
+    files = {key: path.parent / Path(raw[key]).expanduser() for key in TLS_KEYS}
+    for key, file in files.items():
+        if not file.is_file():
+            raise PipelineError(f"{where}: {key} {file} does not exist")
+    return Security(require_encryption=True, **{k: str(f) for k, f in files.items()})
+
+
 class Executor:
     """Runs task lists in-process (workers=0) or on a Dask cluster started on first use.
 
     The local cluster's workers are processes, or threads of this process when ``processes`` is
     False (a ``memory://`` store, which no other process sees). With ``gpu`` one of them holds
     the GPU resource, so GPU tasks run one at a time while the others take CPU tasks; on an
-    external cluster, workers started with ``--resources GPU=1`` hold it.
+    external cluster, workers started with ``--resources GPU=1`` hold it. ``security`` (TLS) is
+    for the external scheduler; without it the client takes Dask's ``distributed.comm.tls`` config.
     """
 
-    def __init__(self, workers: int, scheduler: str | None, processes: bool = True, gpu: bool = False):
+    def __init__(self, workers: int, scheduler: str | None, processes: bool = True, gpu: bool = False,
+                 security: Any = None):
         self.workers, self.scheduler, self.processes, self.gpu = workers, scheduler, processes, gpu
+        self.security = security
         self._client: Any = None
         self._cluster: Any = None
 
@@ -245,6 +282,18 @@ class Executor:
         for fut in as_completed(futures):
             on_done(fut.result())
 
+    def run_where_tasks_run(self, fn: Callable[..., Any], *args: Any, gpu: bool = False) -> dict[str, Any]:
+        """``fn(*args)`` where ``map``'s tasks would run, by worker address ("" for this machine,
+        which the in-process and local-cluster tasks share): on an external cluster every worker,
+        or with ``gpu`` the GPU workers when there are any."""
+        if self.scheduler is None:
+            return {"": fn(*args)}
+        return self._start().run(fn, *args, workers=(self.gpu_workers() if gpu else None) or None)
+
+    def connect(self) -> None:
+        """Start the cluster or reach the scheduler now (so a refused connection writes nothing)."""
+        self._start()
+
     def gpu_workers(self) -> list[str]:
         """Addresses of the cluster's workers that hold the GPU resource."""
         info = self._start().scheduler_info(n_workers=-1)["workers"]
@@ -256,9 +305,11 @@ class Executor:
 
             if self.scheduler:
                 try:
-                    self._client = Client(self.scheduler)
-                except OSError as exc:
-                    raise PipelineError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from exc
+                    self._client = Client(self.scheduler, security=self.security)
+                except (OSError, TypeError, RuntimeError, ValueError) as exc:  # unreachable, or refused by TLS
+                    hint = ("; a tls:// scheduler needs --security FILE or Dask's distributed.comm.tls config"
+                            if self.security is None and self.scheduler.startswith("tls://") else "")
+                    raise PipelineError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}{hint}") from exc
             else:
                 self._cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=self.processes,
                                              dashboard_address=None)
@@ -279,7 +330,14 @@ class Executor:
 
 
 def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]:
-    """Run the planned stages in order; ``progress`` is a pipeline.progress.ProgressView or None."""
+    """Run the planned stages in order; ``progress`` is a pipeline.progress.ProgressView or None.
+
+    Before any task is sent: an external scheduler must accept the connection, and each CLIP stage
+    that will compute something must find its weights where its tasks run (`pipeline.preflight`).
+    """
+    if cfg.security is not None and not cfg.scheduler:
+        raise PipelineError(f"--security {cfg.security} is for an external cluster: give --scheduler too")
+    security = load_security(cfg.security) if cfg.security is not None else None
     if cfg.scheduler:
         if store.in_one_process(cfg.store_root):
             raise PipelineError(f"store {cfg.store_root} lives in this process's memory, which the workers of "
@@ -289,16 +347,22 @@ def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]
                       store_root=str(local.absolute()) if local is not None else cfg.store_root)
     dataset = graph.dataset(cfg.dataset)
     plans = plan(graph, cfg)
-    reader, scenes = scene_selection(dataset, plans, cfg)
-    if not scenes and any(p.stage.kind != "global" for p in plans):
-        raise PipelineError(
-            f"no scenes found for dataset '{dataset.name}' under {cfg.data_root} (splits {', '.join(cfg.splits)})"
-        )
     executor = Executor(cfg.workers, cfg.scheduler, processes=not store.in_one_process(cfg.store_root),
-                        gpu=needs_local_gpu(cfg, plans))
+                        gpu=needs_local_gpu(cfg, plans), security=security)
     reports: list[StageReport] = []
     scene_fps: dict[str, dict[str, str]] = {}
     try:
+        if cfg.scheduler:
+            executor.connect()
+        selection = functools.cache(lambda: scene_selection(dataset, plans, cfg))  # a reader may be slow to build
+        for p in plans:  # pre-flight: each CLIP stage's weights, where its tasks will run
+            if preflight.uses_clip(p.stage) and preflight.will_run(p, cfg.store_root, lambda: selection()[1]):
+                preflight.raise_first(executor.run_where_tasks_run(
+                    preflight.weights_problem, p.stage.name, p.params, gpu=uses_gpu(p.stage, p.params)))
+        reader, scenes = selection()
+        if not scenes and any(p.stage.kind != "global" for p in plans):
+            raise PipelineError(f"no scenes found for dataset '{dataset.name}' under {cfg.data_root} "
+                                f"(splits {', '.join(cfg.splits)})")
         for p in plans:
             reports.append(_run_stage(p, cfg, dataset, reader, scenes, scene_fps, executor, progress))
     finally:

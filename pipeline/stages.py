@@ -1,7 +1,8 @@
 """Loads and validates stages.yaml: the stage graph, each stage's function and typed params.
 
 Configuration is data: this module turns it into frozen records and rejects, with one line that
-names the culprit, unknown stages or params, cycles, missing functions and wrong types.
+names the culprit, unknown stages or params, cycles, missing functions, wrong types and values
+outside a param's declared range (``min`` / ``max`` inclusive, ``exclusive_min``).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
+from math import inf
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,13 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "list": lambda v: isinstance(v, list),
     "dict": lambda v: isinstance(v, dict),
 }
+_BOUNDS = {"min": "minimum", "max": "maximum", "exclusive_min": "exclusive_minimum"}  # YAML key -> Param field
 DEFAULT_STAGES_FILE = Path(__file__).resolve().parent.parent / "stages.yaml"
 
 
 @dataclass(frozen=True)
 class Param:
-    """One declared parameter: type name, default, allowed values, whether None is allowed."""
+    """One declared parameter: type name, default, allowed values or range, whether None is allowed."""
 
     name: str
     type: str
@@ -38,6 +41,9 @@ class Param:
     doc: str = ""
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
+    minimum: float | None = None  # inclusive
+    maximum: float | None = None  # inclusive
+    exclusive_minimum: float | None = None
 
     def check(self, value: Any, where: str) -> Any:
         """Return ``value`` converted to the declared type, or raise naming ``where``."""
@@ -54,7 +60,24 @@ class Param:
             raise PipelineError(
                 f"{where}: param '{self.name}' must be one of {list(self.choices)}, got {value!r}"
             )
+        if not self.in_range(value):
+            raise PipelineError(f"{where}: param '{self.name}' must be {self.range_text()}, got {value!r}")
         return value
+
+    def in_range(self, value: Any) -> bool:
+        """Whether a number lies within the declared bounds (always true without bounds)."""
+        return ((self.minimum is None or value >= self.minimum)
+                and (self.exclusive_minimum is None or value > self.exclusive_minimum)
+                and (self.maximum is None or value <= self.maximum))
+
+    def range_text(self) -> str:
+        """The bounds as a reader writes them: ``>= 1``, ``> 0``, ``in [0, 1]``, ``in (0, 1]``."""
+        low = self.minimum if self.minimum is not None else self.exclusive_minimum
+        if self.maximum is None:
+            return f"{'>=' if self.minimum is not None else '>'} {low}"
+        if low is None:
+            return f"<= {self.maximum}"
+        return f"in {'[' if self.minimum is not None else '('}{low}, {self.maximum}]"
 
 
 def import_named(spec: str, what: str) -> Any:
@@ -176,17 +199,34 @@ def _params(raw: Any, where: str) -> dict[str, Param]:
         here = f"{where}: param '{name}'"
         if not isinstance(spec, dict) or "type" not in spec or "default" not in spec:
             raise PipelineError(f"{here} needs 'type' and 'default'")
-        unknown = set(spec) - {"type", "default", "doc", "choices", "nullable"}
+        unknown = set(spec) - {"type", "default", "doc", "choices", "nullable", *_BOUNDS}
         if unknown:
             raise PipelineError(f"{here}: unknown key '{sorted(unknown)[0]}'")
         if spec["type"] not in _TYPES:
             raise PipelineError(f"{here}: unknown type '{spec['type']}' (use {', '.join(_TYPES)})")
         choices = spec.get("choices")
         param = Param(name, spec["type"], spec["default"], spec.get("doc", ""),
-                      tuple(choices) if choices is not None else None, bool(spec.get("nullable", False)))
+                      tuple(choices) if choices is not None else None, bool(spec.get("nullable", False)),
+                      **_bounds(spec, here))
         param.check(param.default, f"{where} (default)")
         out[name] = param
     return out
+
+
+def _bounds(spec: Mapping[str, Any], where: str) -> dict[str, float]:
+    """A param's declared range (``min``, ``max`` inclusive; ``exclusive_min``), validated."""
+    given = {key: spec[key] for key in _BOUNDS if key in spec}
+    if given and spec["type"] not in ("int", "float"):
+        raise PipelineError(f"{where}: bounds ({', '.join(given)}) apply to int and float params only")
+    for key, value in given.items():
+        if not _TYPES["float"](value):
+            raise PipelineError(f"{where}: {key} must be a number, got {value!r}")
+    if "min" in given and "exclusive_min" in given:
+        raise PipelineError(f"{where}: give min or exclusive_min, not both")
+    top = given.get("max", inf)
+    if given.get("min", -inf) > top or given.get("exclusive_min", -inf) >= top:
+        raise PipelineError(f"{where}: no value fits {', '.join(f'{k}: {v}' for k, v in given.items())}")
+    return {_BOUNDS[key]: value for key, value in given.items()}
 
 
 def _expect_keys(raw: Any, allowed: set[str], required: set[str], where: str) -> None:

@@ -26,10 +26,18 @@ rerun keeps what was written. Cases already covered elsewhere are listed, not re
 | stages.yaml param of the wrong type | test_param_of_wrong_type_is_one_line (parsing: test_stages_yaml.py::test_invalid_graphs_are_rejected_with_the_culprit_named) |
 | trainer config with an unknown key | test_trainer_e2e.py::test_cli_rejects_unknown_config_key_without_traceback; here the --set path and a wrong type: test_trainer_config_errors_name_the_key |
 | checkpoint from a different model | test_trainer_e2e.py::test_eval_refuses_checkpoint_of_a_different_model; files that are no trainer checkpoint at all: test_foreign_checkpoint_is_one_line |
+| param out of its declared range (--set, dataset param, stages file default) | test_param_out_of_range_is_one_line (parsing: test_stages_yaml.py::test_param_ranges_are_inclusive_unless_exclusive) |
+| CLIP checkpoint that does not exist | test_missing_clip_checkpoint_is_one_line (API: test_preflight.py::test_checkpoint_must_be_a_readable_file) |
+| CLIP pretrained tag not in an empty cache | test_missing_clip_weights_fail_before_any_task (API: test_preflight.py::test_pretrained_tag_missing_from_the_cache_names_model_tag_cache_and_param) |
+| store root that is a file | test_store_root_that_is_a_file_is_one_line (unwritable folder: test_preflight.py::test_unwritable_store_root_is_refused) |
 """
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +46,7 @@ import torch
 from PIL import Image
 from plyfile import PlyData
 from rooms import copy_rooms, scene_id
+from test_preflight import block_network
 from typer.testing import CliRunner, Result
 
 from pipeline import store
@@ -217,6 +226,86 @@ def test_param_of_wrong_type_is_one_line(args, message, room_template, tmp_path)
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [message]
     assert not list(stores.glob("*.zarr"))
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("run", ["--set", "geosets.k_thresh=-1"], "error: stage 'geosets': param 'k_thresh' must be > 0, got -1.0"),
+    ("run", ["--set", "pseudo.denoise_threshold=1.5"],
+     "error: stage 'pseudo': param 'denoise_threshold' must be in [0, 1], got 1.5"),
+    ("run", ["--set", "scenes.frame_skip=0"],
+     "error: dataset 'synthetic-scannet': param 'frame_skip' must be >= 1, got 0"),
+    ("run", ["--stages-file", "{bad}"], "error: bad.yaml: stage 'pairs' (default): param 'border' must be >= 0, got -1"),
+    ("status", ["--set", "geosets.k_thresh=-1"], "error: stage 'geosets': param 'k_thresh' must be > 0, got -1.0"),
+], ids=["--set stage param", "--set closed range", "--set dataset param", "stages file default", "status"])
+def test_param_out_of_range_is_one_line(command, args, message, tmp_path):
+    """Checked on the run's resolved params before anything happens: the synthetic dataset is not
+    even generated into its missing DATA_ROOT."""
+    bad = tmp_path / "bad.yaml"
+    text = DEFAULT_STAGES_FILE.read_text()
+    assert text.count("border: {type: int, default: 0,") == 1
+    bad.write_text(text.replace("border: {type: int, default: 0,", "border: {type: int, default: -1,"))
+    raw, stores = tmp_path / "raw", tmp_path / "stores"
+    result = invoke(command, "-d", "synthetic-scannet", "--data-root", raw, "--store-root", stores,
+                    *(["--workers", "0"] if command == "run" else []), *[a.format(bad=bad) for a in args])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [message]
+    assert not raw.exists() and not stores.exists()
+
+
+def test_store_root_that_is_a_file_is_one_line(room_template, tmp_path):
+    """`run` refuses it before taking the lock; `status` says that the next run would stop."""
+    file = tmp_path / "stores"
+    file.write_text("")
+    result = invoke("run", "-d", "synthetic-scannet", "--data-root", room_template, "--store-root", file,
+                    "--workers", "0")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: store root {file} is a file; --store-root takes a folder (created when missing) or an fsspec URL"]
+    status = invoke("status", "-d", "synthetic-scannet", "--data-root", room_template, "--store-root", file)
+    assert status.exit_code == 0
+    assert only(status.output, "warning next run stops: ") == (
+        f"warning next run stops: store root {file} is a file; --store-root takes a folder (created when "
+        "missing) or an fsspec URL")
+
+
+@pytest.mark.parametrize("stage", ["text", "features"])
+def test_missing_clip_checkpoint_is_one_line(stage, room_template, tmp_path, monkeypatch):
+    """A `checkpoint` that is not on disk stops the run before any task, network untouched."""
+    block_network(monkeypatch)
+    missing, stores = tmp_path / "ViT-B-16.pt", tmp_path / "stores"
+    result = invoke("run", "-d", "synthetic-scannet", "--data-root", room_template, "--store-root", stores,
+                    "--workers", "0", "--variant", f"{stage}=default", "--stages", stage,
+                    "--set", f"{stage}.checkpoint={missing}")
+    assert result.exit_code == 2
+    assert only(result.output, "error:") == (
+        f"error: stage '{stage}': CLIP checkpoint {missing} (param {stage}.checkpoint) cannot be read (No such "
+        "file or directory); give a weights file on this machine for ViT-B-16")
+    assert not list(stores.glob("*.zarr"))
+
+
+def test_missing_clip_weights_fail_before_any_task(room_template, tmp_path):
+    """The default ViT-B-16 / openai with empty Hugging Face and open_clip caches (environment of a
+    fresh `hicl-pipeline` process, offline): one line naming model, tag, cache and the param that
+    takes a local file, instead of a download retried in every scene."""
+    cache, stores = tmp_path / "empty-cache", tmp_path / "stores"
+    cache.mkdir()
+    env = {**os.environ, "HF_HOME": str(cache), "HF_HUB_CACHE": str(cache), "HOME": str(cache),
+           "HF_HUB_OFFLINE": "1", "COLUMNS": "400", "NO_COLOR": "1"}
+    start = time.monotonic()
+    result = subprocess.run(
+        [Path(sys.executable).parent / "hicl-pipeline", "run", "-d", "synthetic-scannet", "--data-root",
+         room_template, "--store-root", stores, "--workers", "0", "--variant", "features=default",
+         "--variant", "text=default"], capture_output=True, text=True, env=env, timeout=300)
+    seconds = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert only(output, "error:") == (
+        "error: stage 'text': CLIP weights ViT-B-16 pretrained=openai are not on this machine (looked for "
+        "open_clip_model.safetensors or open_clip_pytorch_model.bin of timm/vit_base_patch16_clip_224.openai "
+        f"in the Hugging Face cache {cache}) and would be downloaded for every scene; download them once into "
+        "that cache, or copy the weights file here and pass --set text.checkpoint=/path/ViT-B-16.pt")
+    assert not list(stores.glob("*.zarr")) and not list(cache.iterdir())
+    assert seconds < 60, seconds  # was 57 s for `text` alone, then about 46 s per scene for `features`
 
 
 def _corrupt(path: Path) -> None:

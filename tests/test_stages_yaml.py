@@ -1,6 +1,8 @@
 """stages.yaml validation: every mistake is rejected with a message naming the culprit."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -47,6 +49,18 @@ def test_repository_stages_file_is_valid():
     (BASE + "  e: {reader: x:Y, classes: c, stages: {zz: {}}}\n", "dataset 'e': overrides unknown stage 'zz'"),
     (BASE + "  e: {reader: x:Y, classes: c, stages: {a: {kk: 1}}}\n", "unknown param 'kk' for stage 'a'"),
     (BASE + "  e: {reader: x:Y, classes: c, stages: {a: {k: fast}}}\n", "param 'k' must be int"),
+    (BASE.replace("default: 3}", "default: 3, min: 5}"), "stage 'a' (default): param 'k' must be >= 5, got 3"),
+    (BASE.replace("default: 3}", "default: 3, max: 2}"), "stage 'a' (default): param 'k' must be <= 2, got 3"),
+    (BASE.replace("default: 3}", "default: 3, min: one}"), "param 'k': min must be a number, got 'one'"),
+    (BASE.replace("default: 3}", "default: 3, min: 0, exclusive_min: 0}"),
+     "param 'k': give min or exclusive_min, not both"),
+    (BASE.replace("default: 3}", "default: 3, min: 5, max: 1}"), "param 'k': no value fits min: 5, max: 1"),
+    (BASE.replace("default: 3}", "default: 3, exclusive_min: 1, max: 1}"),
+     "param 'k': no value fits max: 1, exclusive_min: 1"),
+    (BASE.replace("choices: [x, y]}", "choices: [x, y], min: 0}"),
+     "param 'mode': bounds (min) apply to int and float params only"),
+    (BASE.replace("default: 3}", "default: 3, min: 1}") + "  e: {reader: x:Y, classes: c, stages: {a: {k: 0}}}\n",
+     "dataset 'e': param 'k' must be >= 1, got 0"),
 ])
 def test_invalid_graphs_are_rejected_with_the_culprit_named(text, message):
     with pytest.raises(PipelineError, match=__import__("re").escape(message)):
@@ -81,3 +95,56 @@ def test_wrong_type_override_names_stage_and_param():
     graph = _parse(BASE)
     with pytest.raises(PipelineError, match="stage 'a'.*param 'k' must be int"):
         graph.stages["a"].resolve_params({"k": "x"}, "stage 'a'")
+
+
+@pytest.mark.parametrize("bounds, inside, outside, text", [
+    ("min: 1", [1, 7], [0, -3], ">= 1"),
+    ("exclusive_min: 0", [1e-9, 5.0], [0.0, -1.0], "> 0"),
+    ("min: 0, max: 1", [0.0, 0.5, 1.0], [-0.1, 1.01], "in [0, 1]"),
+    ("exclusive_min: 0, max: 1", [0.2, 1.0], [0.0, 1.5], "in (0, 1]"),
+    ("max: 4", [4.0, -9.0], [4.5], "<= 4"),
+], ids=["min", "exclusive_min", "min and max", "exclusive_min and max", "max"])
+def test_param_ranges_are_inclusive_unless_exclusive(bounds, inside, outside, text):
+    graph = _parse(BASE.replace("k: {type: int, default: 3}", f"k: {{type: float, default: null, nullable: true, {bounds}}}"))
+    stage = graph.stages["a"]
+    assert stage.resolve_params({"k": None}, "stage 'a'")["k"] is None  # null is not a number: no range
+    for value in inside:
+        assert stage.resolve_params({"k": value}, "stage 'a'")["k"] == value
+    for value in outside:
+        with pytest.raises(PipelineError, match=rf"^stage 'a': param 'k' must be {re.escape(text)}, got "):
+            stage.resolve_params({"k": value}, "stage 'a'")
+
+
+@pytest.mark.parametrize("stage, variant, param, text", [
+    ("geosets", None, "k_thresh", "> 0"),
+    ("geosets", None, "seg_min_verts", ">= 1"),
+    ("geosets", None, "voxel_resolution", "> 0"),
+    ("geosets", None, "seed_resolution", "> 0"),
+    ("geosets", None, "normal_importance", ">= 0"),
+    ("pairs", None, "min_depth", ">= 0"),
+    ("pairs", None, "border", ">= 0"),
+    ("pairs", None, "depth_abs_tol", "> 0"),
+    ("pairs", None, "depth_rel_tol", "> 0"),
+    ("pseudo", None, "temperature", "> 0"),
+    ("pseudo", None, "denoise_threshold", "in [0, 1]"),
+    ("features", None, "batch_size", ">= 1"),
+    ("features", "simulated", "scene_confusion_prob", "in [0, 1]"),
+    ("features", "simulated", "view_confusion_strength", "in [0, 1]"),
+    ("features", "simulated", "noise_std", ">= 0"),
+    ("features", "simulated", "bleed_px", ">= 0"),
+    ("pseudo", "simulated-points", "pixel_error", "in [0, 1]"),
+    ("pseudo", "simulated-points", "region_size", "> 0"),
+])
+def test_repository_params_carry_their_ranges(stage, variant, param, text):
+    graph = load_graph()
+    declared = graph.stages[stage] if variant is None else graph.stages[stage].variants[variant]
+    assert declared.params[param].range_text() == text
+
+
+@pytest.mark.parametrize("dataset, param, text", [
+    ("scannet", "frame_skip", ">= 1"),
+    ("synthetic-scannet", "depth_scale", "> 0"),
+    ("nuscenes", "sweeps", ">= 1"),
+])
+def test_repository_dataset_params_carry_their_ranges(dataset, param, text):
+    assert load_graph().datasets[dataset].reader_params[param].range_text() == text
