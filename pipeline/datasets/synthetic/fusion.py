@@ -54,7 +54,12 @@ def fuse(depth_mm: np.ndarray, color: np.ndarray, intrinsics: np.ndarray, camera
         extrinsic = o3c.Tensor(np.linalg.inv(camera_to_world[i]))
         depth = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth_mm[i])))
         rgb = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color[i])))
-        blocks = grid.compute_unique_block_coordinates(depth, k, extrinsic, 1000.0, params.max_depth, trunc)
+        try:
+            blocks = grid.compute_unique_block_coordinates(depth, k, extrinsic, 1000.0, params.max_depth, trunc)
+        except RuntimeError as exc:  # a frame whose few returns touch no voxel block adds nothing
+            if "No block is touched" not in str(exc):
+                raise
+            continue
         grid.integrate(blocks, depth, rgb, k, k, extrinsic, 1000.0, params.max_depth, trunc)
     mesh = grid.extract_triangle_mesh(weight_threshold=params.min_weight).to_legacy()
     mesh.remove_duplicated_vertices()
