@@ -43,7 +43,7 @@ from world import REPO, World  # noqa: E402
 from pipeline import store  # noqa: E402
 from pipeline.labels.maskclip3d import point_majority  # noqa: E402
 from pipeline.labels.refine import refine_labels  # noqa: E402
-from trainer.metrics import confusion_matrix, iou_per_class, unlabelled  # noqa: E402
+from pipeline.metrics import confusion_matrix, iou_per_class, unlabelled  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SOURCES = ("pseudo", "refine", "refine_scene")

@@ -39,8 +39,8 @@ from pipeline.labels.simulated_vlm import (  # noqa: E402
     UNIT_PARAMS,
     simulated_features_stage,
 )
+from pipeline.metrics import confusion_matrix, unlabelled  # noqa: E402
 from pipeline.stages import load_graph  # noqa: E402
-from trainer.metrics import confusion_matrix, unlabelled  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCENE_KEYS = ["frame_labels", "depth", "intrinsics", "points", "frame_ids", "labels", "color"]

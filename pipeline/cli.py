@@ -222,7 +222,7 @@ def eval_cmd(
 ) -> None:
     """MaskCLIP-3D: each point takes the majority label of its pairs; per-class IoU and mIoU."""
     from pipeline.labels.maskclip3d import score_scenes
-    from trainer.metrics import iou_per_class, mean_iou
+    from pipeline.metrics import iou_per_class, mean_iou
 
     try:
         graph = load_graph()

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from pipeline import store
+from pipeline.metrics import confusion_matrix
 from trainer.config import load_config
 from trainer.engine import (
     build_models,
@@ -25,7 +26,6 @@ from trainer.engine import (
     iou_record,
     predict_points,
 )
-from trainer.metrics import confusion_matrix
 from trainer.synthetic import FINGERPRINT, write_synthetic_store
 
 EMBED_DIM = 16

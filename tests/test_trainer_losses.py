@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou
 from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
-from trainer.metrics import confusion_matrix, iou_per_class, mean_iou
 from trainer.sampling import allocate_counts, sample_by_set
 
 FEATS = [[1.0, 0.0], [0.5, -1.0], [2.0, 1.0]]

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou
 from trainer import checkpoint, distributed
 from trainer.config import ConfigError, TrainConfig, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
 from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
 from trainer.me_compat import ME
-from trainer.metrics import confusion_matrix, iou_per_class, mean_iou
 from trainer.models import Correlation, PointEncoder, input_channels, signature
 from trainer.models.correlation import inter_scene, intra_scene
 from trainer.runlog import RunLog

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import store
-from trainer.metrics import confusion_matrix, unlabelled
+from pipeline.metrics import confusion_matrix, unlabelled
 
 
 def point_majority(labels_per_pair: np.ndarray, point_idx: np.ndarray, num_points: int,
