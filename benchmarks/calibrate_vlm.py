@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_labels import class_counts, label_confusions, label_summary, present_classes  # noqa: E402
 from world import World  # noqa: E402
 
 from pipeline import store  # noqa: E402
-from pipeline.labels.maskclip3d import point_majority  # noqa: E402
 from pipeline.labels.pseudo import pseudo_labels  # noqa: E402
 from pipeline.labels.simulated_vlm import (  # noqa: E402
     GAIN_PARAMS,
@@ -39,7 +39,6 @@ from pipeline.labels.simulated_vlm import (  # noqa: E402
     UNIT_PARAMS,
     simulated_features_stage,
 )
-from pipeline.metrics import confusion_matrix, unlabelled  # noqa: E402
 from pipeline.stages import load_graph  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,30 +58,20 @@ def load_scene(stores: Path, scene: str) -> dict[str, Any]:
     return {"scenes": record, "pairs": pairs}
 
 
-def voted_confusion(scenes: list[dict[str, Any]], embeddings: np.ndarray, params: dict[str, Any],
-                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Point confusion matrix of the pseudo-labels voted onto points at the given params, and the
-    ground-truth points per class that no frame saw."""
-    cm = np.zeros((num_classes, num_classes), np.int64)
-    missed = np.zeros(num_classes, np.int64)
+def voted_miou(scenes: list[dict[str, Any]], embeddings: np.ndarray, params: dict[str, Any],
+               names: list[str], classes: list[str]) -> float:
+    """mIoU (%) over `classes` of the pseudo-labels voted onto points at the given params, scored
+    as the label benchmark scores them (a point seen by no frame is a miss of its class)."""
+    num_classes = len(names)
+    totals: dict[str, np.ndarray] = {}
     for s in scenes:
         feats = simulated_features_stage({"scenes": s["scenes"], "text": {"embeddings": embeddings}}, params)
         pairs, rec = s["pairs"], s["scenes"]
         label, _ = pseudo_labels(feats["features"], embeddings, pairs["pixel"], pairs["frame_offsets"],
                                  rec["color"].shape[1:3])
-        gt = rec["labels"].astype(np.int64)
-        voted = point_majority(label, pairs["point"], len(gt), num_classes).astype(np.int64)
-        cm += confusion_matrix(voted, gt, num_classes)
-        missed += unlabelled(voted, gt, num_classes)
-    return cm, missed
-
-
-def miou(cm: np.ndarray, missed: np.ndarray, classes: np.ndarray) -> float:
-    """Mean IoU (%) over `classes`; a point seen by no frame is a miss of its class."""
-    tp = np.diag(cm)[classes].astype(np.float64)
-    gt = cm.sum(axis=1)[classes] + missed[classes]
-    pred = cm.sum(axis=0)[classes]
-    return float(100 * np.mean(tp / np.maximum(gt + pred - tp, 1)))
+        for key, value in label_confusions(label, pairs["point"], rec["labels"], num_classes).items():
+            totals[key] = totals[key] + value if key in totals else value
+    return label_summary(totals, names, classes)["miou"]
 
 
 def main() -> None:
@@ -97,14 +86,12 @@ def main() -> None:
     embeddings = store.open_global(str(world.stores), "text")["embeddings"][...]
     names = store.stage_attrs(str(world.stores), "text", store.GLOBAL)["class_names"]
     scenes = [load_scene(world.stores, s) for s in world.split("val")]
-    num_classes = len(names)
-    present = np.unique(np.concatenate([s["scenes"]["labels"] for s in scenes]))
-    classes = present[(present >= 0) & (present < num_classes)].astype(np.int64)
+    classes = present_classes(sum(class_counts(s["scenes"]["labels"], len(names)) for s in scenes), names)
     base = declared_params()
     trials: list[dict[str, float]] = []
 
     def measure(scale: float) -> float:
-        value = miou(*voted_confusion(scenes, embeddings, {**base, "noise_scale": scale}, num_classes), classes)
+        value = voted_miou(scenes, embeddings, {**base, "noise_scale": scale}, names, classes)
         trials.append({"noise_scale": round(scale, 4), "miou": round(value, 3)})
         print(f"S={scale:.4f}: voted pseudo-label mIoU {value:.2f}", flush=True)
         return value
@@ -127,7 +114,7 @@ def main() -> None:
         "target_miou": args.target, "chosen_noise_scale": scale, "chosen_miou": best["miou"],
         "trials": trials, "base_params": base, "calibrated_params": calibrated,
         "unchanged_gains": {k: base[k] for k in GAIN_PARAMS},
-        "classes": [names[c] for c in classes], "world": world.describe(), "val_scenes": len(scenes),
+        "classes": classes, "world": world.describe(), "val_scenes": len(scenes),
         "command": " ".join([".venv/bin/python", "benchmarks/calibrate_vlm.py", *sys.argv[1:]]),
         "seconds": round(time.perf_counter() - start, 1),
     }
