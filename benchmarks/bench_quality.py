@@ -30,6 +30,8 @@ Run: .venv/bin/python benchmarks/bench_quality.py [--jobs 2]
      longer schedule: -> benchmarks/results/table2-e80-rows-I-II-V.json and fig6-epochs-e80-rows-I-II-V.png)
      .venv/bin/python benchmarks/bench_quality.py --world-seed 1 --vlm-noise 1.5   (another world:
      -> benchmarks/results/table2-s1-n1.5.json; the world's suffix comes before the schedule's)
+     benchmarks/gpu_protocol.sh   (rows I, II, V on one CUDA GPU: --voxel-size 0.05 --batch-size 8
+     --device cuda --epochs 84 --jobs 3 -> benchmarks/results/table2-gpu.json)
 """
 from __future__ import annotations
 
@@ -84,6 +86,9 @@ class Plan:
     root: Path       # runs, logs and per-run results
     out_json: Path
     out_png: Path
+    voxel_size: float = 0.15          # metres (the preset's is 0.1)
+    batch_size: int | None = None     # None: the preset's
+    device: str | None = None         # None: the preset's (cpu)
 
     @property
     def raw(self) -> Path:
@@ -96,7 +101,7 @@ class Plan:
         return self.world.stores
 
 
-VOXEL_SIZE = 0.15
+VOXEL_SIZE = Plan.voxel_size
 QUICK_ROOMS = (8, 4)
 # Epochs of the default schedule: 12 passes over the 96 training rooms (288 steps) is what fills
 # about two hours of 2 CPU cores for rows I-V x 3 seeds, measured: an epoch takes about 45 s for
@@ -214,28 +219,37 @@ def score_labels(plan: Plan) -> dict[str, Any]:
 
 
 def schedule(plan: Plan) -> dict[str, Any]:
-    """Trainer keys shared by every run: the synthetic-scannet preset's, VOXEL_SIZE voxels,
-    `plan.epochs` x 1 pass."""
+    """Trainer keys shared by every run: the synthetic-scannet preset's, the plan's voxel size
+    (and batch size and device where it sets them), `plan.epochs` x 1 pass."""
     preset = load_config("synthetic-scannet").to_dict()
-    return {**{k: preset[k] for k in SCHEDULE_KEYS}, "voxel_size": VOXEL_SIZE, "epochs": plan.epochs,
-            "loop": 1, "progress": False}
+    chosen = {k: v for k, v in (("batch_size", plan.batch_size), ("device", plan.device)) if v is not None}
+    return {**{k: preset[k] for k in SCHEDULE_KEYS}, **chosen, "voxel_size": plan.voxel_size,
+            "epochs": plan.epochs, "loop": 1, "progress": False}
 
 
 def with_schedule(plan: Plan, epochs: int | None, seeds: Sequence[int] | None,
-                  rows: Sequence[str] = ROWS) -> Plan:
-    """`plan` with another epoch count, seeds or rows: the same world; runs of other
-    epochs or seeds in their own folder; outputs named after every change, so that a partial
-    table never replaces the full one."""
+                  rows: Sequence[str] = ROWS, voxel_size: float | None = None,
+                  batch_size: int | None = None, device: str | None = None) -> Plan:
+    """`plan` with another epoch count, seeds, rows, voxel size, batch size or device: the same
+    world; runs of another schedule in their own folder; outputs named after every change, so
+    that a partial table never replaces the full one."""
     epochs = plan.epochs if epochs is None else epochs
     seeds = plan.seeds if seeds is None else tuple(seeds)
-    run_tag = ("" if epochs == plan.epochs else f"-e{epochs}") + (
-        "" if seeds == plan.seeds else "-s" + "".join(map(str, seeds)))
+    voxel = plan.voxel_size if voxel_size is None else voxel_size
+    batch = plan.batch_size if batch_size is None else batch_size
+    dev = plan.device if device is None else device
+    run_tag = "".join((
+        "" if epochs == plan.epochs else f"-e{epochs}",
+        "" if seeds == plan.seeds else "-s" + "".join(map(str, seeds)),
+        "" if voxel == plan.voxel_size else f"-v{voxel:g}",
+        "" if batch == plan.batch_size else f"-b{batch}",
+        "" if dev == plan.device else f"-{dev}"))
     out_tag = run_tag + ("" if tuple(rows) == ROWS else "-rows-" + "-".join(rows))
     if not out_tag:
         return plan
     return Plan(plan.world, seeds, epochs, plan.root.with_name(plan.root.name + run_tag),
                 plan.out_json.with_name(f"{plan.out_json.stem}{out_tag}.json"),
-                plan.out_png.with_name(f"{plan.out_png.stem}{out_tag}.png"))
+                plan.out_png.with_name(f"{plan.out_png.stem}{out_tag}.png"), voxel, batch, dev)
 
 
 def overrides(plan: Plan, row: str, seed: int) -> list[str]:
@@ -334,6 +348,9 @@ def main() -> None:
                         help=f"comma-separated seeds (default {','.join(map(str, FULL.seeds))})")
     parser.add_argument("--rows", type=lambda v: v.split(","), default=list(ROWS),
                         help="comma-separated Table 2 rows (default I,II,III,IV,V)")
+    parser.add_argument("--voxel-size", type=float, help=f"metres (default {VOXEL_SIZE})")
+    parser.add_argument("--batch-size", type=int, help="rooms per step (default: the preset's, 4)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), help="trainer device (default: the preset's, cpu)")
     parser.add_argument("--out", type=Path, help="output JSON (default benchmarks/results/table2[-<world>]"
                                                  "[-<schedule>].json; Fig. 6 goes beside it)")
     args = parser.parse_args()
@@ -343,10 +360,14 @@ def main() -> None:
         parser.error("--epochs: must be at least 1")
     if args.vlm_noise < 0:
         parser.error("--vlm-noise: must be >= 0")
+    if args.voxel_size is not None and args.voxel_size <= 0:
+        parser.error("--voxel-size: must be > 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error("--batch-size: must be at least 1")
     rows_run = [r for r in ROWS if r in args.rows]
     curve_rows = [r for r in CURVE_ROWS if r in rows_run]
     plan = with_schedule(plan_for(World(args.world_seed, args.vlm_noise), args.quick), args.epochs, args.seeds,
-                         rows_run)
+                         rows_run, args.voxel_size, args.batch_size, args.device)
     if args.out is not None:
         plan = with_out(plan, args.out)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)

@@ -157,6 +157,12 @@ def test_quality_benchmark_names_runs_and_outputs_after_the_world(world):
     assert quick.out_json.parent == quick.root and quick.root.parent.name == "world-s0-8+4-n1"
     out = quality.with_out(full, Path("/tmp/t2.json"))
     assert out.out_png == Path("/tmp/t2-fig6.png")
+    gpu = quality.with_schedule(full, 84, (0,), ["I", "II", "V"], 0.05, 8, "cuda")
+    assert gpu.root.name == "bench-quality-e84-s0-v0.05-b8-cuda"
+    assert gpu.out_json.name == "table2-e84-s0-v0.05-b8-cuda-rows-I-II-V.json"
+    keys = quality.schedule(gpu)
+    assert (keys["voxel_size"], keys["batch_size"], keys["device"]) == (0.05, 8, "cuda")
+    assert quality.schedule(full)["batch_size"] == 4 and quality.schedule(full)["voxel_size"] == 0.15
 
 
 def test_quality_rows_get_fixed_class_and_observed_miou(world):
