@@ -66,11 +66,12 @@ from trainer.config import load_config  # noqa: E402
 from trainer.figures import Curve, plot_miou_curves  # noqa: E402
 from trainer.runlog import epoch_records  # noqa: E402
 from trainer.schedule import phase_starts  # noqa: E402
+from trainer.terms import switches  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 ROWS = ("I", "II", "III", "IV", "V")
 CURVE_ROWS = ("I", "V")
-SWITCHES = ("intra_set", "intra_scene", "inter_scene", "feedback")
+SWITCHES = ("intra_set", *switches())  # Table 2's columns: intra-set labels, then the loss terms' switches
 PAPER_TABLE2 = {"I": 28.8, "II": 31.1, "III": 32.1, "IV": 36.1, "V": 36.6}  # ScanNet val mIoU (%)
 SCHEDULE_KEYS = ("batch_size", "lr_3d", "samples_per_scene", "phase_reference_epochs",
                  "num_workers", "device")

@@ -39,16 +39,10 @@ from pipeline.labels.simulated_vlm import (  # noqa: E402
     UNIT_PARAMS,
     simulated_features_stage,
 )
-from pipeline.stages import load_graph  # noqa: E402
+from pipeline.stages import stage_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCENE_KEYS = ["frame_labels", "depth", "intrinsics", "points", "frame_ids", "labels", "color"]
-
-
-def declared_params() -> dict[str, Any]:
-    """The simulated features variant's params with their stages.yaml defaults."""
-    variant = load_graph().stages["features"].variants["simulated"]
-    return {name: p.default for name, p in variant.params.items()}
 
 
 def load_scene(stores: Path, scene: str) -> dict[str, Any]:
@@ -87,7 +81,7 @@ def main() -> None:
     names = store.stage_attrs(str(world.stores), "text", store.GLOBAL)["class_names"]
     scenes = [load_scene(world.stores, s) for s in world.split("val")]
     classes = present_classes(sum(class_counts(s["scenes"]["labels"], len(names)) for s in scenes), names)
-    base = declared_params()
+    base = stage_params("features", variant="simulated")
     trials: list[dict[str, float]] = []
 
     def measure(scale: float) -> float:

@@ -73,7 +73,7 @@ def weights_problem(stage: str, params: Mapping[str, Any]) -> str | None:
     """
     model, tag = str(params["model_name"]), str(params["pretrained"])
     local = f"--set {stage}.checkpoint=/path/{model}.pt"
-    if params.get("checkpoint"):
+    if params["checkpoint"]:
         path = Path(params["checkpoint"]).expanduser()
         try:
             with path.open("rb"):
@@ -83,7 +83,7 @@ def weights_problem(stage: str, params: Mapping[str, Any]) -> str | None:
                     f"({exc.strerror or type(exc).__name__}); give a weights file on this machine for {model}")
     if tag.lower() == "none":
         return None
-    if params.get("model_config") is not None:
+    if params["model_config"] is not None:
         return (f"stage '{stage}': model_config builds an unlisted model, so pretrained tag {tag!r} cannot "
                 f"apply; pass {local} or --set {stage}.pretrained=none")
     import open_clip

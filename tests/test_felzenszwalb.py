@@ -9,8 +9,10 @@ import pytest
 from plyfile import PlyData
 from sklearn.metrics import adjusted_rand_score
 
-from pipeline.geometry.felzenszwalb import edge_weights, radix_argsort, segment_mesh
+from pipeline.geometry.felzenszwalb import edge_weights, segment_mesh
 from pipeline.geometry.sets import geosets_stage
+from pipeline.geometry.sorting import radix_argsort
+from pipeline.stages import stage_params
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "segmentator"
 # mesh -> reference build-to-build ARI, from the fixtures' README
@@ -109,6 +111,6 @@ def test_radix_argsort_is_a_stable_sort() -> None:
 def test_geosets_stage_uses_the_mesh_when_faces_exist() -> None:
     vertices, faces = grid_mesh(30, 30)
     scene = {"points": vertices, "faces": faces, "colors": np.zeros((900, 3), np.uint8)}
-    out = geosets_stage({"scenes": scene}, {"method": "auto", "k_thresh": 0.01, "seg_min_verts": 20})
+    out = geosets_stage({"scenes": scene}, stage_params("geosets"))
     assert out["method"] == "felzenszwalb" and out["num_sets"] == 1
     assert out["set_id"].dtype == np.int32 and out["set_id"].shape == (900,)

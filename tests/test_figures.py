@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.figures import (
+from trainer.plots import (
     DPI,
     SCANNET20_COLORS,
     Curve,
@@ -181,3 +181,18 @@ def test_figures_command_names_the_missing_run(tmp_path):
     result = CliRunner().invoke(app, [str(tmp_path)], env={"COLUMNS": "300"})
     assert result.exit_code == 2
     assert f"{tmp_path / 'full' / 'last.pt'} is missing" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_scene_samples_are_paired_labelled_voxels_drawn_per_set(tmp_path):
+    from trainer.config import from_dict
+    from trainer.figures import scene_samples
+    from trainer.synthetic import write_synthetic_store
+
+    (scene,) = write_synthetic_store(tmp_path, num_scenes=1, seed=0, embed_dim=16, density=80.0,
+                                     size=(2.0, 2.0, 1.5))
+    cfg = from_dict({"store_root": str(tmp_path), "voxel_size": 0.2})
+    samples = scene_samples(cfg, scene, 5, 40, seed=0)
+    assert samples["feats"].shape == (len(samples["coords"]), 3)
+    assert len(samples["sample"]) == 40 == len(np.unique(samples["sample"])) and (samples["label"] >= 0).all()
+    again = scene_samples(cfg, scene, 5, 40, seed=0)
+    np.testing.assert_array_equal(samples["sample"], again["sample"])

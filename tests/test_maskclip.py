@@ -14,9 +14,11 @@ from pipeline.clip.maskclip import dense_features
 from pipeline.clip.model import TINY_CONFIG, _load_cached, load_clip, pick_device
 from pipeline.clip.stages import features_stage
 from pipeline.errors import PipelineError, SceneError
+from pipeline.stages import stage_params
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
+TINY_PARAMS = {"model_name": "tiny", "pretrained": "none", "model_config": TINY_CONFIG, "device": "cpu"}
 # Layer scales on, so the hand computation also checks where ls_1 / ls_2 apply.
 LS_CONFIG = {**TINY_CONFIG, "vision_cfg": {**TINY_CONFIG["vision_cfg"], "ls_init_value": 0.5}}
 
@@ -175,10 +177,11 @@ def test_smoothing_off_is_the_plain_value_path(perturbed_model):
 def test_features_stage_key_smoothing_param(perturbed_model, tmp_path, key_smoothing):
     path = tmp_path / "tiny.pt"
     torch.save(perturbed_model.state_dict(), path)
-    params = {"model_name": "tiny", "pretrained": "none", "checkpoint": str(path),
-              "model_config": LS_CONFIG, "device": "cpu", "batch_size": 2}
+    overrides = {"model_name": "tiny", "pretrained": "none", "checkpoint": str(path),
+                 "model_config": LS_CONFIG, "device": "cpu", "batch_size": 2}
     if key_smoothing is not None:
-        params["key_smoothing"] = key_smoothing
+        overrides["key_smoothing"] = key_smoothing
+    params = stage_params("features", overrides)
     color = np.random.default_rng(5).integers(0, 256, size=(3, 33, 41, 3), dtype=np.uint8)
     feats = features_stage({"scenes": {"color": color}}, params)["features"]
     assert feats.dtype == np.float16 and feats.shape == (3, 4, 5, 32)
@@ -191,8 +194,8 @@ def test_features_stage_key_smoothing_param(perturbed_model, tmp_path, key_smoot
 def test_features_stage_matches_hand_and_leaves_model_intact(perturbed_model, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(perturbed_model.state_dict(), path)
-    params = {"model_name": "tiny", "pretrained": "none", "checkpoint": str(path),
-              "model_config": LS_CONFIG, "device": "cpu", "batch_size": 2}
+    params = stage_params("features", {"model_name": "tiny", "pretrained": "none", "checkpoint": str(path),
+                                       "model_config": LS_CONFIG, "device": "cpu", "batch_size": 2})
     model, _ = load_clip("tiny", "none", str(path), "cpu", LS_CONFIG)
     probe = torch.from_numpy(_normalise(np.full((1, 32, 32, 3), 100, dtype=np.uint8)))
     with torch.no_grad():
@@ -213,7 +216,7 @@ def test_features_stage_matches_hand_and_leaves_model_intact(perturbed_model, tm
 
 
 def test_features_stage_handles_no_frames():
-    params = {"model_name": "tiny", "pretrained": "none", "model_config": TINY_CONFIG, "device": "cpu"}
+    params = stage_params("features", TINY_PARAMS)
     out = features_stage({"scenes": {"color": np.zeros((0, 40, 48, 3), np.uint8)}}, params)
     assert out["features"].shape == (0, 5, 6, 32)
 
@@ -221,7 +224,7 @@ def test_features_stage_handles_no_frames():
 @pytest.mark.parametrize("color", [np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 32, 32), np.uint8),
                                    np.zeros((2, 4, 32, 3), np.uint8)])
 def test_features_stage_rejects_bad_frames(color):
-    params = {"model_name": "tiny", "pretrained": "none", "model_config": TINY_CONFIG, "device": "cpu"}
+    params = stage_params("features", TINY_PARAMS)
     with pytest.raises(SceneError):
         features_stage({"scenes": {"color": color}}, params)
 

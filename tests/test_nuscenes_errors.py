@@ -13,10 +13,11 @@ from pipeline.datasets.nuscenes import NuScenesReader
 from pipeline.datasets.synthetic.nuscenes import generate_nuscenes
 from pipeline.errors import SceneError
 from pipeline.runner import RunConfig, run
-from pipeline.stages import load_graph
+from pipeline.stages import load_graph, stage_params
 
 HW = (48, 80)
-PARAMS = {"version": "v1.0-mini", "sweeps": 1, "image_size": None, "cameras": None}
+PARAMS = stage_params("scenes", {"version": "v1.0-mini", "sweeps": 1, "image_size": None},
+                      dataset="synthetic-nuscenes")
 
 
 @pytest.fixture(scope="module")

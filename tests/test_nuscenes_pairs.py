@@ -20,11 +20,12 @@ from pyquaternion import Quaternion
 from pipeline.datasets.nuscenes import NuScenesReader
 from pipeline.datasets.synthetic.nuscenes import generate_nuscenes
 from pipeline.labels.pairs import pairs_stage
-from pipeline.stages import load_graph
+from pipeline.stages import load_graph, stage_params
 
 HW = (90, 160)
 TOL = 5e-3  # px: float32 rounding of the devkit's chain at global coordinates of ~100 m
-PARAMS = {"version": "v1.0-mini", "sweeps": 1, "image_size": None, "cameras": None}
+PARAMS = stage_params("scenes", {"version": "v1.0-mini", "sweeps": 1, "image_size": None},
+                      dataset="synthetic-nuscenes")
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,8 @@ def devkit_steps(nusc, lidar_token: str, camera_token: str, min_dist: float, dty
 
 
 def test_pairs_equal_the_devkit_for_every_camera_of_every_sample(drive: NuScenesReader):
-    params = dict(load_graph().dataset("synthetic-nuscenes").stage_params["pairs"])
-    assert params == {"min_depth": 1.0, "border": 1}
+    assert dict(load_graph().dataset("synthetic-nuscenes").stage_params["pairs"]) == {"min_depth": 1.0, "border": 1}
+    params = stage_params("pairs", dataset="synthetic-nuscenes")
     nusc = drive.nusc
     samples = drive.scene_ids(["train", "val"])
     assert len(samples) == 6
@@ -98,7 +99,7 @@ def test_pairs_equal_the_devkit_for_every_camera_of_every_sample(drive: NuScenes
 def test_resized_frames_keep_the_geometry(drive: NuScenesReader):
     """Stored at half size, every pair's pixel is the native pixel halved (within a pixel)."""
     token = drive.scene_ids(["train"])[0]
-    params = {"min_depth": 1.0, "border": 1}
+    params = stage_params("pairs", {"min_depth": 1.0, "border": 1})
     native = drive.read(token)
     half = NuScenesReader(drive.root, {**PARAMS, "image_size": [HW[0] // 2, HW[1] // 2]}).read(token)
     assert half["color"].shape[1:3] == (HW[0] // 2, HW[1] // 2)
@@ -117,8 +118,9 @@ def test_resized_frames_keep_the_geometry(drive: NuScenesReader):
 def test_occlusion_test_removes_hidden_points(drive: NuScenesReader):
     """The optional z-buffer keeps a subset; behind a nearer point in the same pixel is dropped."""
     record = drive.read(drive.scene_ids(["val"])[0])
-    plain = pairs_stage({"scenes": record}, {"min_depth": 1.0, "border": 1})
-    occluded = pairs_stage({"scenes": record}, {"min_depth": 1.0, "border": 1, "occlusion": True})
+    plain = pairs_stage({"scenes": record}, stage_params("pairs", {"min_depth": 1.0, "border": 1}))
+    occluded = pairs_stage({"scenes": record},
+                           stage_params("pairs", {"min_depth": 1.0, "border": 1, "occlusion": True}))
     assert 0 < len(occluded["point"]) < len(plain["point"])
     frame = np.repeat(np.arange(len(record["cameras"])), np.diff(occluded["frame_offsets"]))
     key = frame * HW[0] * HW[1] + occluded["pixel"][:, 0].astype(np.int64) * HW[1] + occluded["pixel"][:, 1]

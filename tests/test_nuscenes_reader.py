@@ -13,9 +13,11 @@ from PIL import Image
 from pipeline.datasets.nuscenes import NuScenesReader, class_names, fine_to_class
 from pipeline.datasets.synthetic.nuscenes import generate_nuscenes
 from pipeline.errors import PipelineError
+from pipeline.stages import stage_params
 
 HW = (64, 112)
-PARAMS = {"version": "v1.0-mini", "sweeps": 1, "image_size": None, "cameras": None}
+PARAMS = stage_params("scenes", {"version": "v1.0-mini", "sweeps": 1, "image_size": None},
+                      dataset="synthetic-nuscenes")
 
 # The nuScenes-lidarseg challenge classes of every fine category, written out from the
 # challenge's definition (independent of the devkit's mapper); None = ignored.

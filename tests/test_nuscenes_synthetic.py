@@ -16,11 +16,14 @@ from pipeline.datasets.nuscenes import NuScenesReader
 from pipeline.datasets.synthetic.__main__ import app
 from pipeline.datasets.synthetic.nuscenes import generate_nuscenes
 from pipeline.labels.pairs import pairs_stage
+from pipeline.stages import stage_params
 
 matplotlib.use("Agg")
 HW = (90, 160)
 SEED = 1
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
+PARAMS = stage_params("scenes", {"version": "v1.0-mini", "sweeps": 1, "image_size": None},
+                      dataset="synthetic-nuscenes")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def test_devkit_loads_the_tables_and_renders_a_cloud_in_an_image(nusc: NuScenes,
 
 
 def test_drive_has_street_classes_and_hdl32_like_sweeps(nusc: NuScenes, root: Path):
-    reader = NuScenesReader(root, {"version": "v1.0-mini", "sweeps": 1, "image_size": None, "cameras": None})
+    reader = NuScenesReader(root, PARAMS)
     classes = set()
     for record in nusc.sample_data:
         if record["channel"] != "LIDAR_TOP":
@@ -108,12 +111,12 @@ def test_annotation_boxes_hold_their_lidar_points(nusc: NuScenes, root: Path):
 
 def test_images_agree_with_the_geometry(root: Path):
     """Projected road points land on grey pixels, vegetation points on green ones, none on the sky."""
-    reader = NuScenesReader(root, {"version": "v1.0-mini", "sweeps": 1, "image_size": None, "cameras": None})
+    reader = NuScenesReader(root, PARAMS)
     names = ["driveable surface", "vegetation"]
     hits = {name: [] for name in names}
     for token in reader.scene_ids(["train", "val"]):
         record = reader.read(token)
-        pairs = pairs_stage({"scenes": record}, {"min_depth": 1.0, "border": 1, "occlusion": True})
+        pairs = pairs_stage({"scenes": record}, stage_params("pairs", {"occlusion": True}, dataset="synthetic-nuscenes"))
         frame = np.repeat(np.arange(len(record["cameras"])), np.diff(pairs["frame_offsets"]))
         rgb = record["color"][frame, pairs["pixel"][:, 0], pairs["pixel"][:, 1]].astype(int)
         labels = record["labels"][pairs["point"]]

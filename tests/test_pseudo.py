@@ -8,6 +8,7 @@ import torch
 from pipeline.errors import SceneError
 from pipeline.labels.pairs import pairs_stage
 from pipeline.labels.pseudo import denoise_candidates, pseudo_labels, pseudo_stage
+from pipeline.stages import stage_params
 
 NUM_CLASSES, WIDTH = 20, 32
 
@@ -54,8 +55,8 @@ def test_ground_truth_features_give_ground_truth_labels():
     pixel_class[frame, row, col] = scene["labels"][pairs["point"]]
     features = text[pixel_class].astype(np.float16)  # patch = pixel: h, w = H, W
     out = pseudo_stage({"features": {"features": features}, "text": {"embeddings": text},
-                        "pairs": pairs, "scenes": scene}, {"sampling": "bilinear",
-                                                           "temperature": 100.0})
+                        "pairs": pairs, "scenes": scene},
+                       stage_params("pseudo", {"sampling": "bilinear", "temperature": 100.0}))
     assert len(frame) > 3000
     assert out["label"].dtype == np.uint8 and out["confidence"].dtype == np.float16
     np.testing.assert_array_equal(out["label"], scene["labels"][pairs["point"]])
@@ -107,7 +108,7 @@ def test_stage_rejects_mismatched_frames():
                         "frame_offsets": offsets},
               "scenes": {"color": np.zeros((2, 16, 16, 3), np.uint8)}}
     with pytest.raises(SceneError, match="3 frames"):
-        pseudo_stage(inputs, {})
+        pseudo_stage(inputs, stage_params("pseudo"))
 
 
 def hand_frames() -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +143,8 @@ def test_prompt_denoising_removes_exactly_the_classes_below_threshold():
                         "frame_offsets": offsets},
               "scenes": {"color": np.zeros((3, 2, 2, 3), np.uint8)}}
     for sampling in ("bilinear", "nearest"):
-        plain = pseudo_stage(inputs, {"sampling": sampling})
-        out = pseudo_stage(inputs, {"sampling": sampling, "denoise_threshold": 0.5})
+        plain = pseudo_stage(inputs, stage_params("pseudo", {"sampling": sampling}))
+        out = pseudo_stage(inputs, stage_params("pseudo", {"sampling": sampling, "denoise_threshold": 0.5}))
         np.testing.assert_array_equal(plain["label"], probs.argmax(-1).ravel())
         kept = np.where(keep[:, None, :], probs, 0.0)
         kept /= kept.sum(axis=-1, keepdims=True)

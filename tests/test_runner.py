@@ -182,3 +182,12 @@ def test_variant_replaces_stage_and_invalidates_downstream(toy):
     assert {p.stage.name: p.reason for p in plan(graph, cfg)}["double"] == "variant negate -> default"
     with pytest.raises(Exception, match="stage 'double' has no variant 'halve' \\(known: default, negate\\)"):
         _run(toy, variants={"double": "halve"})
+
+
+def test_stages_file_from_the_environment(toy, monkeypatch):
+    """$HICL_STAGES_FILE points every command that names no stages file at another graph."""
+    monkeypatch.setenv("HICL_STAGES_FILE", str(toy["stages"]))
+    graph = load_graph()
+    assert set(graph.datasets) == {"toy"} and "double" in graph.stages
+    cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"], workers=0)
+    assert {r.name: r.done for r in run(graph, cfg)}["shifted"] == 4

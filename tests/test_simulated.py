@@ -6,7 +6,8 @@ import pytest
 
 from pipeline.datasets.synthetic.camera import look_at
 from pipeline.labels.pairs import pairs_stage
-from pipeline.labels.simulated import DEFAULTS, SCANNET_LOOKALIKES, simulated_pseudo_stage
+from pipeline.labels.simulated import SCANNET_LOOKALIKES, simulated_pseudo_stage
+from pipeline.stages import stage_params
 
 HW = (240, 320)
 INTR = np.array([[280.0, 0.0, 160.0], [0.0, 280.0, 120.0], [0.0, 0.0, 1.0]])
@@ -62,10 +63,11 @@ def make_scene(seed: int = 0, num_points: int = 30000, num_frames: int = 6):
              "world_to_camera": np.stack(poses), "intrinsics": np.stack([INTR] * num_frames),
              "color": np.zeros((num_frames, *HW, 3), np.uint8),
              "frame_ids": np.arange(num_frames, dtype=np.int32)}
-    pairs = pairs_stage({"scenes": scene}, {"depth_abs_tol": 0.1, "occlusion": True})
+    pairs = pairs_stage({"scenes": scene}, stage_params("pairs", {"depth_abs_tol": 0.1, "occlusion": True}))
     return scene, pairs
 
 
+PARAMS = stage_params("pseudo", variant="simulated-points")
 ZERO = {"scene_confusion_prob": 0.0, "view_flip_prob": 0.0, "blob_prob": 0.0, "pixel_error": 0.0}
 
 
@@ -77,7 +79,8 @@ def scene():
 def run(scene_pairs, **params):
     """Simulated labels (i64) and the pairs' ground truth."""
     scene, pairs = scene_pairs
-    out = simulated_pseudo_stage({"scenes": scene, "pairs": pairs}, {**DEFAULTS, **params})
+    out = simulated_pseudo_stage({"scenes": scene, "pairs": pairs},
+                                 stage_params("pseudo", params, variant="simulated-points"))
     assert out["label"].dtype == np.uint8 and out["confidence"].dtype == np.float16
     return out["label"].astype(np.int64), scene["labels"][pairs["point"]].astype(np.int64)
 
@@ -126,7 +129,7 @@ def test_view_flips_are_per_frame_and_region(scene):
     label, gt = run(scene, **{**ZERO, "view_flip_prob": 0.5})
     _, pairs = scene
     frame = frames_of(pairs)
-    cell = np.floor(scene[0]["points"][pairs["point"]] / DEFAULTS["region_size"]).astype(int)
+    cell = np.floor(scene[0]["points"][pairs["point"]] / PARAMS["region_size"]).astype(int)
     labelled = gt >= 0  # ignore-labelled pairs get a random class each, not a region's
     keys = np.stack([frame, gt, *cell.T], 1)[labelled]
     _, region = np.unique(keys, axis=0, return_inverse=True)

@@ -67,6 +67,83 @@ def test_invalid_graphs_are_rejected_with_the_culprit_named(text, message):
         _parse(text)
 
 
+RECORDS = """
+records:
+  r:
+    required:
+      points: {dtype: float32, rank: 2}
+"""
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {dtype: float33, rank: 1}}\n    params"),
+     "stage 'a': outputs: key 'x': unknown dtype 'float33'"),
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {dtype: int32, rank: -1}}\n    params"),
+     "stage 'a': outputs: key 'x': rank must be an int >= 0, got -1"),
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {dtype: int32}}\n    params"),
+     "stage 'a': outputs: key 'x' needs dtype and rank (an array) or type (a value)"),
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {type: int, rank: 1}}\n    params"),
+     "stage 'a': outputs: key 'x': give dtype and rank (an array) or type (a value), not both"),
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {type: integer}}\n    params"),
+     "stage 'a': outputs: key 'x': unknown type 'integer'"),
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {dtype: int32, rank: 1, shape: 3}}\n    params"),
+     "stage 'a': outputs: key 'x': unknown key 'shape'"),
+    (BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {}\n    params"),
+     "stage 'a': outputs must declare at least one key"),
+    (BASE + "  e: {reader: x:Y, classes: c, record: mesh}\n", "dataset 'e': unknown record kind 'mesh' (known: none)"),
+    (RECORDS + BASE + "  e: {reader: x:Y, classes: c, record: mesh}\n", "dataset 'e': unknown record kind 'mesh' (known: r)"),
+    (RECORDS.replace("required:", "requird:") + BASE, "record 'r': unknown key 'requird'"),
+    (RECORDS + "    optional:\n      points: {dtype: float32, rank: 2}\n" + BASE,
+     "record 'r': key 'points' is both required and optional"),
+    (RECORDS + BASE.replace("kind: source,", "kind: source, outputs: {points: {type: list}},"),
+     "record 'r' declares 'points', which source stage 'scenes' already writes"),
+    (RECORDS + BASE + "  e: {reader: x:Y, classes: c, record: r, channels: [colors]}\n",
+     "dataset 'e': channel 'colors' is not a per-point array of record 'r' (known: points)"),
+    (BASE + "  e: {reader: x:Y, classes: c, channels: colors}\n",
+     "dataset 'e': channels must be a non-empty list of record array names, got 'colors'"),
+], ids=["dtype", "rank", "no rank", "both", "type", "unknown key", "empty outputs", "no records", "unknown record",
+        "record key", "required and optional", "record repeats a stage output", "channel", "channels not a list"])
+def test_invalid_contract_declarations_are_rejected(text, message):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        _parse(text)
+
+
+def test_variants_write_their_stage_outputs():
+    text = BASE.replace("    version: 1\n    params", "    version: 1\n    outputs: {x: {dtype: int32, rank: 1}}\n    params")
+    graph = _parse(text.replace("      mode: {type: str, default: x, choices: [x, y]}\n",
+                                "      mode: {type: str, default: x, choices: [x, y]}\n"
+                                "    variants:\n      v: {function: \"numpy:zeros\"}\n"))
+    assert graph.stages["a"].variants["v"].outputs == graph.stages["a"].outputs
+    with pytest.raises(PipelineError, match="variant 'v' cannot declare outputs"):
+        _parse(text.replace("      mode: {type: str, default: x, choices: [x, y]}\n",
+                            "      mode: {type: str, default: x, choices: [x, y]}\n"
+                            "    variants:\n      v: {function: \"numpy:zeros\", outputs: {y: {type: int}}}\n"))
+
+
+def test_stage_params_fill_every_declared_default():
+    from pipeline.stages import stage_params
+
+    assert stage_params("pairs") == {"min_depth": 0.0, "border": 0, "depth_abs_tol": 0.05,
+                                     "depth_rel_tol": None, "occlusion": False}
+    assert stage_params("pairs", {"occlusion": True}, dataset="nuscenes")["min_depth"] == 1.0
+    assert stage_params("pseudo", dataset="synthetic-nuscenes")["num_classes"] == 16  # its variant
+    assert stage_params("pseudo", variant="simulated-points")["num_classes"] == 20
+    assert stage_params("scenes", dataset="scannet")["frame_skip"] == 20
+    with pytest.raises(PipelineError, match="stage 'scenes' reads a dataset: name it"):
+        stage_params("scenes")
+    with pytest.raises(PipelineError, match="stage 'pairs': unknown param 'bordr' for stage 'pairs'"):
+        stage_params("pairs", {"bordr": 1})
+
+
+@pytest.mark.parametrize("dataset, voxel, seed", [
+    ("scannet", 0.05, 0.3), ("synthetic-scannet", 0.05, 0.3), ("nuscenes", 0.2, 2.0), ("synthetic-nuscenes", 0.2, 2.0)])
+def test_vccs_sizes_are_declared_per_dataset(dataset, voxel, seed):
+    from pipeline.stages import stage_params
+
+    params = stage_params("geosets", dataset=dataset)
+    assert (params["voxel_resolution"], params["seed_resolution"]) == (voxel, seed)
+
+
 def test_cycle_is_rejected():
     text = BASE.replace("needs: [scenes]", "needs: [scenes, b]") + ""
     text = text.replace("datasets:", """  b:

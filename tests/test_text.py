@@ -13,8 +13,10 @@ from pipeline.clip.stages import text_stage
 from pipeline.clip.templates import PROMPT_TEMPLATES
 from pipeline.clip.text import text_embeddings
 from pipeline.errors import PipelineError
+from pipeline.stages import stage_params
 
-PARAMS = {"model_name": "tiny", "pretrained": "none", "model_config": TINY_CONFIG, "device": "cpu"}
+PARAMS = stage_params("text", {"model_name": "tiny", "pretrained": "none", "model_config": TINY_CONFIG,
+                               "device": "cpu"})
 SCANNET20 = Path(__file__).resolve().parents[1] / "data" / "classes" / "scannet20.txt"
 
 

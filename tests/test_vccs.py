@@ -8,6 +8,7 @@ from pipeline.errors import SceneError
 from pipeline.geometry.normals import smallest_eigenvector
 from pipeline.geometry.sets import geosets_stage
 from pipeline.geometry.vccs import supervoxels
+from pipeline.stages import stage_params
 
 
 def blobs(n_blobs: int = 4, per_blob: int = 3000, gap: float = 3.0,
@@ -105,9 +106,33 @@ def test_rejects_bad_resolutions() -> None:
 def test_geosets_stage_runs_vccs_without_faces() -> None:
     points, colors, blob = blobs(n_blobs=2)
     scene = {"points": points, "colors": colors, "normals": np.zeros_like(points)}
-    out = geosets_stage({"scenes": scene}, {"method": "auto", "voxel_resolution": 0.1,
-                                            "seed_resolution": 0.4})
+    out = geosets_stage({"scenes": scene}, stage_params("geosets", {"voxel_resolution": 0.1,
+                                                                    "seed_resolution": 0.4}))
     assert out["method"] == "vccs" and out["set_id"].min() == 0
     assert out["num_sets"] == out["set_id"].max() + 1
     with pytest.raises(SceneError):
-        geosets_stage({"scenes": scene}, {"method": "felzenszwalb"})
+        geosets_stage({"scenes": scene}, stage_params("geosets", {"method": "felzenszwalb"}))
+
+
+def test_nearest_indices_match_a_scan_with_the_lowest_index_on_ties() -> None:
+    from pipeline.geometry.neighbours import FEW, nearest_indices
+
+    rng = np.random.default_rng(3)
+    points = rng.integers(0, 6, (400, 3)).astype(np.float64)  # a small lattice: many exact ties
+    for count in (FEW, 5 * FEW):  # a scan, then a k-d tree
+        queries = rng.integers(-1, 7, (count, 3)).astype(np.float64)
+        d = ((points[None, :, :] - queries[:, None, :]) ** 2).sum(-1)
+        np.testing.assert_array_equal(nearest_indices(points, queries), d.argmin(1))
+
+
+def test_geosets_vccs_sizes_are_params_not_a_sensor_guess() -> None:
+    """A cloud with LiDAR intensity gets the sizes it is given (the dataset declares LiDAR's)."""
+    points, colors, _ = blobs(n_blobs=2)
+    scene = {"points": points, "colors": colors, "intensity": np.ones(len(points), np.float32)}
+    params = stage_params("geosets", {"method": "vccs"})
+    expected = supervoxels(points, colors, voxel_resolution=params["voxel_resolution"],
+                           seed_resolution=params["seed_resolution"])
+    np.testing.assert_array_equal(geosets_stage({"scenes": scene}, params)["set_id"], expected)
+    lidar = stage_params("geosets", dataset="nuscenes")
+    expected = supervoxels(points, colors, voxel_resolution=0.2, seed_resolution=2.0)
+    np.testing.assert_array_equal(geosets_stage({"scenes": scene}, lidar)["set_id"], expected)

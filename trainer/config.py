@@ -2,7 +2,9 @@
 
 Every key is a field of `TrainConfig`; unknown keys and values of the wrong type are rejected
 with the key named. A YAML file may start with `extends: <preset or path>` to inherit another
-file's keys and override some of them.
+file's keys and override some of them. `dataset` names a dataset of the stages file (stages.yaml,
+or $HICL_STAGES_FILE): the point channels it declares there are the 3D model's input. `backbone`
+names a row of the backbone table (trainer/backbones.py).
 
 Phase boundaries (Sec. 3.4): `phase_epochs: [11, 21]` are the first epochs (1-based) of the
 correlation phase (Eq. 4, intra/inter-scene) and of the feedback phase (Eq. 8). The paper keeps
@@ -23,6 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from pipeline.errors import PipelineError
+from trainer.backbones import BACKBONES
+from trainer.channels import CHANNELS, dataset_channels
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 LABEL_SOURCES = ("auto", "pseudo", "refine", "gt")
@@ -46,8 +52,9 @@ class TrainConfig:
     name: str = _doc("run folder name under runs_root", "run")
     runs_root: str = _doc("folder holding one subfolder per run", "data/runs")
     store_root: str = _doc("root of the stage stores written by the pipeline", "data/stores/scannet")
-    dataset: Literal["scannet", "nuscenes"] = _doc(
-        "input kind: scannet (colour features) or nuscenes (colour + LiDAR intensity)", "scannet")
+    dataset: str = _doc(
+        "dataset of stages.yaml; the point channels it declares there are the 3D model's input", "scannet")
+    backbone: str = _doc("3D backbone, a row of the table in trainer/backbones.py", "MinkUNet14A")
     train_split: str | list[str] = _doc(
         "training scenes: a list of ids, a split file (one id per line) or 'all' done scenes", "all")
     val_split: str | list[str] = _doc("validation scenes, same forms as train_split", "all")
@@ -98,9 +105,16 @@ class TrainConfig:
         return Path(self.runs_root) / self.name
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        """Point input channels, as the dataset declares them in stages.yaml."""
+        return dataset_channels(self.dataset)
+
+    @property
     def uses_samples(self) -> bool:
-        """Whether any correlation transformer needs sampled voxels."""
-        return self.intra_scene or self.inter_scene
+        """Whether any loss term this config can enable averages over sampled voxels."""
+        from trainer.terms import uses_samples  # the loss table imports torch
+
+        return uses_samples(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON-able)."""
@@ -197,6 +211,24 @@ def _check_values(cfg: TrainConfig) -> None:
     lo_hi = cfg.scale_range
     if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
         raise ConfigError(f"scale_range: expected [low, high] with 0 < low <= high, got {lo_hi}")
+    if cfg.backbone not in BACKBONES:
+        raise ConfigError(f"backbone: unknown '{cfg.backbone}' (known: {', '.join(BACKBONES)})")
+    _check_dataset(cfg.dataset)
+
+
+def _check_dataset(dataset: str) -> None:
+    """The dataset is in stages.yaml and declares channels, all of which the trainer reads."""
+    try:
+        channels = dataset_channels(dataset)
+    except PipelineError as exc:
+        raise ConfigError(f"dataset: {exc}") from exc
+    if not channels:
+        raise ConfigError(f"dataset: '{dataset}' declares no point input channels in stages.yaml "
+                          f"(e.g. channels: [colors])")
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown:
+        raise ConfigError(f"dataset: '{dataset}' declares channel '{unknown[0]}' in stages.yaml; "
+                          f"the trainer reads {', '.join(CHANNELS)}")
 
 
 def from_dict(values: Mapping[str, Any]) -> TrainConfig:

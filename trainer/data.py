@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline import store
 from pipeline.errors import PipelineError
+from pipeline.labelsets import read_eval_labels
+from trainer.channels import point_features
 from trainer.config import ConfigError, TrainConfig
 from trainer.me_compat import ME
 from trainer.sampling import sample_by_set
@@ -88,19 +90,12 @@ def majority_label(pair_voxel: np.ndarray, pair_label: np.ndarray, num_voxels: i
     return np.where(counts.any(1), counts.argmax(1), -1)
 
 
-def point_features(arrays: dict[str, np.ndarray], lidar: bool) -> np.ndarray:
-    """f32[N, F]: colour in [-0.5, 0.5] (+ intensity / 255 for LiDAR)."""
-    feats = [arrays["colors"].astype(np.float32) / 255.0 - 0.5]
-    if lidar:
-        feats.append(arrays["intensity"].astype(np.float32)[:, None] / 255.0)
-    return np.concatenate(feats, axis=1)
-
-
 class SceneDataset(Dataset):
     """Voxelised scenes indexed by (epoch, position in epoch, scene index): reproducible draws."""
 
     def __init__(self, cfg: TrainConfig, scenes: Sequence[str], num_classes: int, train: bool):
         self.cfg, self.scenes, self.num_classes, self.train = cfg, list(scenes), num_classes, train
+        self.channels = cfg.channels  # read once here: workers need not read stages.yaml
         self._handles: dict[tuple[str, str], dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -144,20 +139,20 @@ class SceneDataset(Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         epoch, position, index = key
         cfg, scene = self.cfg, self.scenes[index]
-        lidar = cfg.dataset == "nuscenes"
-        names = ["points", "colors"] + (["intensity"] if lidar else [])
-        if not self.train or cfg.label_stage == "gt":
-            names.append("labels")
+        names = ["points", *self.channels]
         arrays = self._read("scenes", scene, names)
+        if not self.train or cfg.label_stage == "gt":  # ground truth in the text stage's class set
+            arrays["labels"] = read_eval_labels(cfg.store_root, scene, cfg.classes)
         rng = np.random.default_rng([cfg.seed, epoch, position, index])
         points = arrays["points"].astype(np.float32)
         if self.train and cfg.augment:
             points = augment(points, rng, cfg.scale_range)
         coords, unique, inverse = voxelize(points, cfg.voxel_size)
         item: dict[str, Any] = {
-            "scene": scene, "coords": coords, "feats": point_features(arrays, lidar)[unique]}
+            "scene": scene, "coords": coords, "feats": point_features(arrays, self.channels)[unique]}
         if not self.train:
             item["inverse"] = inverse
+            item["unique"] = unique  # each voxel's representative point (its set id in figures)
             item["point_labels"] = arrays["labels"].astype(np.int64)
             observed = self._observed(scene, len(points))
             if observed is not None:

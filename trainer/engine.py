@@ -4,7 +4,8 @@ One step (Sec. 3.4): the 3D model's features f_m give Eq. 1 on every pair; in th
 phase the sampled voxels' features go through the intra-scene transformer (Eq. 3-4) and/or the
 inter-scene transformer (Eq. 7, fed the intra output when both are on), each with its own
 Eq. 4 loss; in the feedback phase Eq. 8 pulls f_m of the sampled voxels towards the last
-transformer's output. The step loss is the mean of the active terms. SGD (3D model + head) and
+transformer's output. The terms are the rows of the loss table (trainer/terms.py) that the
+schedule turns on; the step loss is the mean of the active terms. SGD (3D model + head) and
 AdamW (transformers), both with cosine decay over all steps of the run. Under `torchrun` the
 processes share each step's batch (trainer/distributed.py).
 """
@@ -14,7 +15,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,13 @@ from rich.console import Console
 
 from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou
 from trainer import checkpoint, distributed
-from trainer.config import ConfigError, TrainConfig, save_config
+from trainer.config import ConfigError, TrainConfig, from_dict, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
-from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
 from trainer.me_compat import ME
 from trainer.models import Correlation, PointEncoder, input_channels, signature
-from trainer.models.correlation import inter_scene, intra_scene
 from trainer.runlog import RunLog
 from trainer.schedule import ActiveTerms, active_terms
+from trainer.terms import TermInputs, element_count, term_named, term_names
 
 
 def pick_device(name: str) -> torch.device:
@@ -77,7 +77,7 @@ def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None
         text, class_names = read_text(cfg.store_root, cfg.classes)
     seed_everything(cfg.seed)
     dim = text.shape[1]
-    encoder = PointEncoder(input_channels(cfg), dim).to(device)
+    encoder = PointEncoder(input_channels(cfg), dim, cfg.backbone).to(device)
     correlation = Correlation(cfg, dim).to(device)
     return Models(encoder, correlation, torch.from_numpy(np.asarray(text, np.float32)).to(device),
                   list(class_names), signature(cfg, dim, len(text)))
@@ -85,31 +85,16 @@ def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None
 
 def compute_losses(models: Models, batch: Batch, terms: ActiveTerms,
                    temperature: float) -> dict[str, torch.Tensor]:
-    """The active loss terms of one batch (a term without data, e.g. no pairs, is left out)."""
-    text = models.text
-    feats = models.encoder(batch.coords, batch.feats)
-    losses: dict[str, torch.Tensor] = {}
-    if len(batch.pair_voxel):
-        losses["cross_modal"] = cross_modal_ce(feats, text, batch.pair_voxel, batch.pair_label)
-    if not terms.correlation or batch.sample_voxel is None or not len(batch.sample_voxel):
-        return losses
-    sampled = feats[batch.sample_voxel]
-    aggregated = sampled
-    if terms.intra_scene:
-        aggregated = intra_scene(models.correlation.intra, aggregated, batch.sample_offsets)
-        losses["intra_scene"] = correlation_ce(aggregated, text, batch.sample_label)
-    if terms.inter_scene:
-        aggregated = inter_scene(models.correlation.inter, aggregated)
-        losses["inter_scene"] = correlation_ce(aggregated, text, batch.sample_label)
-    if terms.feedback:
-        losses["feedback"] = feedback_kl(sampled, aggregated, text, temperature)
-    return losses
+    """The active loss terms of one batch, in table order (a term without elements, e.g. no
+    pairs, is left out); the 3D model runs on every batch."""
+    inputs = TermInputs(models.text, models.encoder(batch.coords, batch.feats), batch,
+                        models.correlation, temperature)
+    return {term.name: term.loss(inputs) for term in terms.terms if element_count(batch, term)}
 
 
 def element_counts(batch: Batch | None, losses: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Elements each computed term averages over: pairs for Eq. 1, sampled voxels for the others."""
-    return {name: len(batch.pair_voxel) if name == "cross_modal" else len(batch.sample_voxel)
-            for name in losses}
+    """Elements each computed term averages over (its row's `elements`: pairs, sampled voxels)."""
+    return {name: element_count(batch, term_named(name)) for name in losses}
 
 
 def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor],
@@ -121,7 +106,7 @@ def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor],
     the parts sum to the loss of one process over the whole batch. The part is None where this
     process computed no term; the values are empty where no process did (the step is skipped).
     """
-    names = [f.name for f in fields(ActiveTerms)]
+    names = term_names()
     local = [float(counts.get(n, 0)) for n in names]
     local += [losses[n].item() * counts[n] if n in losses else 0.0 for n in names]
     reduced = distributed.all_sum(ctx, torch.tensor(local, dtype=torch.float64, device=ctx.device)).tolist()
@@ -287,7 +272,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
     if resume:
         state = checkpoint.load(last_path)
         checkpoint.check_signature(last_path, state["signature"], models.signature)
-        checkpoint.check_resumable(last_path, state["config"], cfg.to_dict())
+        checkpoint.check_resumable(last_path, from_dict(state["config"]).to_dict(), cfg.to_dict())
         models.encoder.load_state_dict(state["encoder"])
         models.correlation.load_state_dict(state["correlation"])
         optimizers.load_state_dict(state["optim"])

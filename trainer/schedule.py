@@ -1,28 +1,21 @@
-"""The three-phase training schedule of Sec. 3.4: which loss terms are active in an epoch."""
+"""The three-phase training schedule of Sec. 3.4: an epoch's phase and the loss terms active in it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from trainer.config import TrainConfig
+from trainer.terms import LossTerm, select
 
 
 @dataclass(frozen=True)
 class ActiveTerms:
-    """Loss terms of one epoch; the step loss is the mean of the active ones."""
+    """Loss terms of one epoch, rows of the loss table in its order; the step loss is their mean."""
 
-    cross_modal: bool = True   # Eq. 1, always on
-    intra_scene: bool = False  # Eq. 4 on the intra-scene transformer's output
-    inter_scene: bool = False  # Eq. 4 on the inter-scene transformer's output (Eq. 7)
-    feedback: bool = False     # Eq. 8
-
-    @property
-    def correlation(self) -> bool:
-        """Whether any transformer runs this epoch."""
-        return self.intra_scene or self.inter_scene
+    terms: tuple[LossTerm, ...]
 
     def names(self) -> list[str]:
-        """Names of the active terms, in a fixed order."""
-        return [n for n in ("cross_modal", "intra_scene", "inter_scene", "feedback") if getattr(self, n)]
+        """Names of the active terms, in table order."""
+        return [term.name for term in self.terms]
 
 
 def phase_starts(cfg: TrainConfig) -> tuple[int, int]:
@@ -34,11 +27,12 @@ def phase_starts(cfg: TrainConfig) -> tuple[int, int]:
     return 1 + round((first - 1) * scale), 1 + round((second - 1) * scale)
 
 
-def active_terms(cfg: TrainConfig, epoch: int) -> ActiveTerms:
-    """Terms active in 1-based `epoch`: Eq. 1 always, Eq. 4 from phase 2, Eq. 8 from phase 3."""
+def phase(cfg: TrainConfig, epoch: int) -> int:
+    """Phase of 1-based `epoch`: 1 (Eq. 1), 2 from the correlation start, 3 from the feedback start."""
     correlation_start, feedback_start = phase_starts(cfg)
-    correlation = epoch >= correlation_start
-    intra = cfg.intra_scene and correlation
-    inter = cfg.inter_scene and correlation
-    feedback = cfg.feedback and (intra or inter) and epoch >= feedback_start
-    return ActiveTerms(True, intra, inter, feedback)
+    return 1 + int(epoch >= correlation_start) + int(epoch >= feedback_start)
+
+
+def active_terms(cfg: TrainConfig, epoch: int) -> ActiveTerms:
+    """The loss table's rows on in 1-based `epoch`."""
+    return ActiveTerms(select(cfg, phase(cfg, epoch)))

@@ -40,8 +40,8 @@ def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mappi
     patch_hw = tuple(model.visual.patch_size)
     if color.shape[1] < patch_hw[0] or color.shape[2] < patch_hw[1]:
         raise SceneError(f"frames of {color.shape[1]}x{color.shape[2]} are smaller than a {patch_hw} patch")
-    batch_size = int(params.get("batch_size", 8))
-    key_smoothing = bool(params.get("key_smoothing", False))
+    batch_size = int(params["batch_size"])
+    key_smoothing = bool(params["key_smoothing"])
     if batch_size < 1:
         raise PipelineError(f"features batch_size must be >= 1, got {batch_size}")
     grid_hw = (color.shape[1] // patch_hw[0], color.shape[2] // patch_hw[1])
@@ -59,11 +59,11 @@ def features_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mappi
 def _model(params: Mapping[str, Any]) -> tuple[torch.nn.Module, Any]:
     """The stage's (cached) CLIP model and tokenizer from its params."""
     return load_clip(
-        model_name=params.get("model_name", "ViT-B-16"),
-        pretrained=str(params.get("pretrained", "openai")),
-        checkpoint=params.get("checkpoint") or None,
-        device=str(params.get("device", "auto")),
-        model_config=params.get("model_config") or None,
+        model_name=params["model_name"],
+        pretrained=str(params["pretrained"]),
+        checkpoint=params["checkpoint"] or None,
+        device=str(params["device"]),
+        model_config=params["model_config"] or None,
     )
 
 

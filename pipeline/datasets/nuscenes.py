@@ -160,12 +160,12 @@ class NuScenesReader:
     def __init__(self, root: str | Path, params: Mapping[str, Any]):
         self.root = Path(root)
         self.version = str(params["version"])
-        self.cameras = list(params.get("cameras") or CAMERAS)
+        self.cameras = list(params["cameras"])
         unknown = sorted(set(self.cameras) - set(CAMERAS))
         if unknown:
             raise PipelineError(f"unknown camera channel '{unknown[0]}' (known: {', '.join(CAMERAS)})")
-        self.sweeps = int(params.get("sweeps", 1))
-        self.image_size = tuple(params["image_size"]) if params.get("image_size") else None
+        self.sweeps = int(params["sweeps"])
+        self.image_size = tuple(params["image_size"]) if params["image_size"] else None
         if self.sweeps < 1:
             raise PipelineError(f"sweeps must be >= 1 (1 = the keyframe only), got {self.sweeps}")
 

@@ -14,13 +14,14 @@ import typer
 from pipeline.datasets.base import DATA_DIR
 from pipeline.datasets.nuscenes import NuScenesReader
 from pipeline.errors import PipelineError
+from pipeline.stages import stage_params
 
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
 
 def write_split_lists(data_root: Path, version: str, out: Path) -> dict[str, int]:
     """Write ``nuscenes_{train,val}.txt`` under ``out``; return the number of samples per split."""
-    reader = NuScenesReader(data_root, {"version": version})
+    reader = NuScenesReader(data_root, stage_params("scenes", {"version": version}, dataset="nuscenes"))
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split in ("train", "val"):

@@ -13,8 +13,7 @@ import numba
 import numpy as np
 
 from pipeline.geometry.normals import running_mean_vertex_normals
-
-_DIGIT_BITS = 11
+from pipeline.geometry.sorting import radix_argsort
 
 
 def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = 0.01,
@@ -96,40 +95,6 @@ def float_sort_keys(w: np.ndarray) -> np.ndarray:
             continue
         keys[i] = (u ^ np.uint64(0xFFFFFFFF)) if u >= np.uint64(0x80000000) else (u | np.uint64(0x80000000))
     return keys
-
-
-@numba.njit(cache=True)
-def radix_argsort(keys: np.ndarray, key_bits: int) -> np.ndarray:
-    """Stable argsort of unsigned integer keys below 2**key_bits (LSD radix, 11-bit digits)."""
-    n = keys.shape[0]
-    perm = np.arange(n, dtype=np.int64)
-    cur = keys.copy()
-    nxt_perm = np.empty(n, dtype=np.int64)
-    nxt = np.empty(n, dtype=np.uint64)
-    radix = 1 << _DIGIT_BITS
-    mask = np.uint64(radix - 1)
-    counts = np.empty(radix, dtype=np.int64)
-    for shift in range(0, key_bits, _DIGIT_BITS):
-        s = np.uint64(shift)
-        counts[:] = 0
-        for i in range(n):
-            counts[(cur[i] >> s) & mask] += 1
-        if n == 0 or counts[(cur[0] >> s) & mask] == n:
-            continue  # every key has this digit: the pass would not move anything
-        total = 0
-        for d in range(radix):
-            c = counts[d]
-            counts[d] = total
-            total += c
-        for i in range(n):
-            d = (cur[i] >> s) & mask
-            k = counts[d]
-            counts[d] = k + 1
-            nxt[k] = cur[i]
-            nxt_perm[k] = perm[i]
-        cur, nxt = nxt, cur
-        perm, nxt_perm = nxt_perm, perm
-    return perm
 
 
 @numba.njit(cache=True)

@@ -1,4 +1,5 @@
-"""Normal estimation kernels: ScanNet-style mesh vertex normals and closed-form PCA normals."""
+"""Normal estimation kernels: ScanNet-style mesh vertex normals and PCA normals of voxel
+neighbourhoods (with a closed-form 3x3 eigenvector), plus row normalisation."""
 from __future__ import annotations
 
 import math
@@ -107,3 +108,60 @@ def smallest_eigenvector(a00: float, a01: float, a02: float, a11: float, a12: fl
         return 0.0, 0.0, 0.0
     n = math.sqrt(best)
     return ex / n, ey / n, ez / n
+
+
+@numba.njit(cache=True, error_model="numpy")
+def normalise_rows(v: np.ndarray) -> np.ndarray:
+    """Unit rows; zero rows stay zero."""
+    out = np.zeros_like(v)
+    for i in range(v.shape[0]):
+        n = math.sqrt(v[i, 0] ** 2 + v[i, 1] ** 2 + v[i, 2] ** 2)
+        if n > 0:
+            for a in range(3):
+                out[i, a] = v[i, a] / n
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def pca_normals(inv: np.ndarray, rel: np.ndarray, indptr: np.ndarray, nbrs: np.ndarray,
+                xyz: np.ndarray, viewpoint: np.ndarray) -> np.ndarray:
+    """Normal per voxel by PCA of the points in it and its 26 neighbours, facing `viewpoint`.
+
+    Point moments are summed per voxel once, so each neighbourhood costs 27 additions, not a
+    pass over its points. Neighbourhoods too small or line-like get a zero normal.
+    """
+    nv = xyz.shape[0]
+    mom = np.zeros((nv, 10))  # count, x, y, z, xx, xy, xz, yy, yz, zz
+    for i in range(inv.shape[0]):
+        v = inv[i]
+        x, y, z = rel[i, 0], rel[i, 1], rel[i, 2]
+        mom[v, 0] += 1.0
+        mom[v, 1] += x
+        mom[v, 2] += y
+        mom[v, 3] += z
+        mom[v, 4] += x * x
+        mom[v, 5] += x * y
+        mom[v, 6] += x * z
+        mom[v, 7] += y * y
+        mom[v, 8] += y * z
+        mom[v, 9] += z * z
+    out = np.zeros((nv, 3))
+    acc = np.empty(10)
+    for v in range(nv):
+        for a in range(10):
+            acc[a] = mom[v, a]
+        for k in range(indptr[v], indptr[v + 1]):
+            for a in range(10):
+                acc[a] += mom[nbrs[k], a]
+        n = acc[0]
+        if n < 3:
+            continue
+        mx, my, mz = acc[1] / n, acc[2] / n, acc[3] / n
+        nx, ny, nz = smallest_eigenvector(acc[4] / n - mx * mx, acc[5] / n - mx * my,
+                                          acc[6] / n - mx * mz, acc[7] / n - my * my,
+                                          acc[8] / n - my * mz, acc[9] / n - mz * mz)
+        if (nx * (viewpoint[0] - xyz[v, 0]) + ny * (viewpoint[1] - xyz[v, 1])
+                + nz * (viewpoint[2] - xyz[v, 2])) < 0:
+            nx, ny, nz = -nx, -ny, -nz
+        out[v, 0], out[v, 1], out[v, 2] = nx, ny, nz
+    return out

@@ -1,14 +1,12 @@
 """The `geosets` stage: geometric consistency sets per scene (Sec. 3.2).
 
 Meshes (ScanNet) are over-segmented with Felzenszwalb on mesh normals, exactly like ScanNet's
-`.segs.json`; clouds without faces with VCCS supervoxels. VCCS sizes default by sensor when the
-params are null:
-
-- LiDAR (the scene has `intensity`): voxel 0.2 m, seed 2.0 m. Sets are then about the size of a
-  car door, so poles, pedestrians and cones are not merged into the road around them, and
-  near-range ring lines (closer than about two voxels) still connect.
-- other clouds (meshless indoor scans): voxel 0.05 m, seed 0.3 m, the furniture-part scale the
-  mesh segmentation gives on ScanNet.
+`.segs.json`; clouds without faces with VCCS supervoxels. VCCS sizes are params, declared in
+stages.yaml with indoor defaults (voxel 0.05 m, seed 0.3 m: the furniture-part scale the mesh
+segmentation gives on ScanNet); LiDAR datasets set theirs in their `stages:` block (voxel 0.2 m,
+seed 2.0 m: sets about the size of a car door, so poles, pedestrians and cones are not merged
+into the road around them, and near-range ring lines, closer than about two voxels, still
+connect).
 """
 from __future__ import annotations
 
@@ -21,8 +19,6 @@ from pipeline.errors import SceneError
 from pipeline.geometry.felzenszwalb import segment_mesh
 from pipeline.geometry.vccs import supervoxels
 
-VCCS_PRESETS = {"lidar": (0.2, 2.0), "indoor": (0.05, 0.3)}  # (voxel, seed) in metres
-
 
 def geosets_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
                   params: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,27 +28,23 @@ def geosets_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
         raise SceneError(f"points must be a non-empty [N,3] array, got shape {points.shape}")
     faces = np.asarray(scene["faces"]) if "faces" in scene else None
-    method = params.get("method", "auto")
+    method = params["method"]
     if method == "auto":
         method = "felzenszwalb" if faces is not None and len(faces) else "vccs"
     if method == "felzenszwalb":
         if faces is None or len(faces) == 0:
             raise SceneError("method 'felzenszwalb' needs a mesh, but the scene has no faces")
         try:
-            set_id = segment_mesh(points, faces, k_thresh=params.get("k_thresh", 0.01),
-                                  seg_min_verts=params.get("seg_min_verts", 20))
+            set_id = segment_mesh(points, faces, k_thresh=params["k_thresh"],
+                                  seg_min_verts=params["seg_min_verts"])
         except ValueError as exc:
             raise SceneError(str(exc)) from exc
     elif method == "vccs":
-        preset = VCCS_PRESETS["lidar" if "intensity" in scene else "indoor"]
-        voxel = params.get("voxel_resolution") or preset[0]
-        seed = params.get("seed_resolution") or preset[1]
         try:
             set_id = supervoxels(
-                points, _colors(scene), _usable_normals(scene), voxel_resolution=voxel,
-                seed_resolution=seed, color_importance=params.get("color_importance", 0.1),
-                spatial_importance=params.get("spatial_importance", 0.4),
-                normal_importance=params.get("normal_importance", 1.0))
+                points, _colors(scene), _usable_normals(scene), voxel_resolution=params["voxel_resolution"],
+                seed_resolution=params["seed_resolution"], color_importance=params["color_importance"],
+                spatial_importance=params["spatial_importance"], normal_importance=params["normal_importance"])
         except ValueError as exc:
             raise SceneError(str(exc)) from exc
     else:

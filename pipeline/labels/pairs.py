@@ -47,16 +47,16 @@ def pairs_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     if scene["intrinsics"].shape[0] != num_frames:
         raise SceneError(f"{scene['intrinsics'].shape[0]} intrinsics for {num_frames} poses")
     depth = np.asarray(scene["depth"]) if "depth" in scene else None
-    abs_tol, rel_tol = params.get("depth_abs_tol", 0.05), params.get("depth_rel_tol")
+    abs_tol, rel_tol = params["depth_abs_tol"], params["depth_rel_tol"]
     try:
         point, pixel, z, offsets = project_scene(
             point_columns(scene["points"]), np.asarray(scene["world_to_camera"]),
-            np.asarray(scene["intrinsics"]), image_hw, min_depth=params.get("min_depth", 0.0),
-            border=params.get("border", 0), depth=depth, depth_abs_tol=abs_tol,
+            np.asarray(scene["intrinsics"]), image_hw, min_depth=params["min_depth"],
+            border=params["border"], depth=depth, depth_abs_tol=abs_tol,
             depth_rel_tol=rel_tol)
     except ValueError as exc:
         raise SceneError(str(exc)) from exc
-    if depth is None and params.get("occlusion", False):
+    if depth is None and params["occlusion"]:
         keep, offsets = occlusion_filter(pixel, z, offsets, image_hw, abs_tol, rel_tol)
         point, pixel = point[keep], pixel[keep]
     if offsets[-1] == 0:

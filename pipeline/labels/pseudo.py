@@ -150,7 +150,6 @@ def pseudo_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
                          f"{embeddings.shape[1]}")
     labels, confidence = pseudo_labels(
         features, embeddings, pairs["pixel"], frame_offsets, image_size(inputs["scenes"]),
-        sampling=params.get("sampling", "bilinear"),
-        temperature=params.get("temperature", 100.0),
-        denoise_threshold=params.get("denoise_threshold"))
+        sampling=params["sampling"], temperature=params["temperature"],
+        denoise_threshold=params["denoise_threshold"])
     return {"label": labels, "confidence": confidence}

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from pipeline.errors import SceneError
-from pipeline.geometry.felzenszwalb import radix_argsort
+from pipeline.geometry.sorting import radix_argsort
 
 _MAX_KEY_BITS = 62
 
@@ -75,7 +75,7 @@ def refine_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     point = np.asarray(inputs["pairs"]["point"])
     offsets = np.asarray(inputs["pairs"]["frame_offsets"], dtype=np.int64)
     set_id = np.asarray(inputs["geosets"]["set_id"])
-    scope = params.get("scope", "frame")
+    scope = params["scope"]
     if label.shape != point.shape:
         raise SceneError(f"pseudo labels ({label.shape[0]}) and pairs ({point.shape[0]}) differ in length")
     if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(point) \

@@ -49,20 +49,8 @@ NUSCENES_LOOKALIKES: tuple[tuple[int, int], ...] = (
     (10, 12),            # driveable surface -> sidewalk
     (13, 15), (15, 13),  # terrain - vegetation
 )
-# A class set's look-alikes by its size, for params without `lookalikes` (other sizes: none).
+# A class set's look-alikes by its size, unless given explicitly (other sizes: none).
 LOOKALIKES_BY_CLASS_COUNT = {20: SCANNET_LOOKALIKES, 16: NUSCENES_LOOKALIKES}
-
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "num_classes": 20,
-    "scene_confusion_prob": 0.15,  # chance that a class is read as a look-alike in a scene
-    "view_flip_prob": 0.3,         # chance that a region is mislabelled in a given frame
-    "region_size": 1.0,            # metres: voxel cell that, with the class, makes a region
-    "blob_prob": 0.15,             # chance that a blob of a frame gets one random class
-    "blob_size": 16,               # pixels: side of a square blob (a ViT patch)
-    "pixel_error": 0.1,            # chance of a random wrong class at a single pair
-    "lookalikes": None,            # None: LOOKALIKES_BY_CLASS_COUNT[num_classes]
-}
 
 _SALT_IGNORE, _SALT_SCENE, _SALT_VIEW, _SALT_BLOB, _SALT_OFFSET, _SALT_PIXEL = range(1, 7)
 
@@ -123,12 +111,16 @@ def confuse(classes: np.ndarray, u: np.ndarray, table: np.ndarray, counts: np.nd
 
 
 def simulated_labels(gt: np.ndarray, pair_xyz: np.ndarray, frame: np.ndarray,
-                     pixel: np.ndarray, point: np.ndarray, seed: int,
-                     params: Mapping[str, Any]) -> np.ndarray:
-    """Noisy labels i64[P] from ground truth i64[P] (-1 ignore) of pairs, see module docstring."""
-    p = {**DEFAULTS, **params}
-    c = int(p["num_classes"])
-    lookalikes = p["lookalikes"] if p["lookalikes"] is not None else LOOKALIKES_BY_CLASS_COUNT.get(c, ())
+                     pixel: np.ndarray, point: np.ndarray, seed: int, params: Mapping[str, Any],
+                     lookalikes: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """Noisy labels i64[P] from ground truth i64[P] (-1 ignore) of pairs, see module docstring.
+
+    ``params`` are the simulated-points variant's (stages.yaml); ``lookalikes`` (a, b) pairs
+    default to LOOKALIKES_BY_CLASS_COUNT[num_classes].
+    """
+    c = int(params["num_classes"])
+    if lookalikes is None:
+        lookalikes = LOOKALIKES_BY_CLASS_COUNT.get(c, ())
     table, counts = partner_table(lookalikes, c)
     ignored = gt < 0
     label = np.where(ignored, (uniform(hash_keys(seed, _SALT_IGNORE, frame, point)) * c)
@@ -136,27 +128,27 @@ def simulated_labels(gt: np.ndarray, pair_xyz: np.ndarray, frame: np.ndarray,
     # scene level: class a read as one of its look-alikes throughout the scene
     classes = np.arange(c)
     h_scene = hash_keys(seed, _SALT_SCENE, classes)
-    swapped = (uniform(h_scene) < p["scene_confusion_prob"]) & (counts > 0)
+    swapped = (uniform(h_scene) < params["scene_confusion_prob"]) & (counts > 0)
     scene_map = np.where(swapped, confuse(classes, uniform(_mix(h_scene)), table, counts, c),
                          classes)
     label = np.where(ignored, label, scene_map[label])
     # view level: a (frame, class, voxel cell) region flipped to a look-alike
-    cell = np.floor(pair_xyz / float(p["region_size"])).astype(np.int64)
+    cell = np.floor(pair_xyz / float(params["region_size"])).astype(np.int64)
     h_view = hash_keys(seed, _SALT_VIEW, frame, gt, cell[:, 0], cell[:, 1], cell[:, 2])
-    flip = uniform(h_view) < p["view_flip_prob"]
+    flip = uniform(h_view) < params["view_flip_prob"]
     label = np.where(flip, confuse(label, uniform(_mix(h_view)), table, counts, c), label)
     # blob level: a patch-sized square of one frame given one random class
-    size = int(p["blob_size"])
+    size = int(params["blob_size"])
     offset = (uniform(hash_keys(seed, _SALT_OFFSET, frame, np.arange(2)[:, None])) * size
               ).astype(np.int64)
     by = (pixel[:, 0] + offset[0]) // size
     bx = (pixel[:, 1] + offset[1]) // size
     h_blob = hash_keys(seed, _SALT_BLOB, frame, by, bx)
-    blob = uniform(h_blob) < p["blob_prob"]
+    blob = uniform(h_blob) < params["blob_prob"]
     label = np.where(blob, (uniform(_mix(h_blob)) * c).astype(np.int64), label)
     # pixel level: an independent wrong class
     h_pixel = hash_keys(seed, _SALT_PIXEL, frame, point)
-    wrong = uniform(h_pixel) < p["pixel_error"]
+    wrong = uniform(h_pixel) < params["pixel_error"]
     other = (label + 1 + (uniform(_mix(h_pixel)) * (c - 1)).astype(np.int64)) % c
     return np.where(wrong, other, label)
 
@@ -165,7 +157,7 @@ def simulated_pseudo_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
                            params: Mapping[str, Any]) -> dict[str, Any]:
     """Pseudo labels u8[P] of every pair simulated from ground truth; confidence is always 1."""
     scene, pairs = inputs["scenes"], inputs["pairs"]
-    num_classes = int(params.get("num_classes", DEFAULTS["num_classes"]))
+    num_classes = int(params["num_classes"])
     if not 1 < num_classes <= 256:
         raise ValueError(f"num_classes must be in 2..256, got {num_classes}")
     points = np.asarray(scene["points"])
@@ -175,7 +167,7 @@ def simulated_pseudo_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     point = np.asarray(pairs["point"]).astype(np.int64)
     offsets = np.asarray(pairs["frame_offsets"])
     frame = np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
-    seed = scene_seed(params.get("seed", DEFAULTS["seed"]), points, scene.get("frame_ids"))
+    seed = scene_seed(params["seed"], points, scene.get("frame_ids"))
     label = simulated_labels(labels[point], points[point], frame,
                              np.asarray(pairs["pixel"]).astype(np.int64), point, seed, params)
     return {"label": label.astype(np.uint8),
@@ -191,10 +183,10 @@ def simulated_text_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     text tower (a random tiny CLIP's class embeddings have a median cosine of about 0.9).
     """
     names = read_class_names(params["classes"])
-    dim = int(params.get("dim", 512))
+    dim = int(params["dim"])
     if dim < len(names):
         raise ValueError(f"dim {dim} must be at least the number of classes {len(names)}")
-    rng = np.random.default_rng(int(params.get("seed", 0)))
+    rng = np.random.default_rng(int(params["seed"]))
     prototypes = rng.standard_normal((len(names), dim))
     prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
     return {"embeddings": prototypes.astype(np.float32), "class_names": names}

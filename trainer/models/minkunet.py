@@ -1,14 +1,16 @@
-"""MinkUNet on MinkowskiEngine as a table: one generic UNet, variants differ only in PLANES/LAYERS.
+"""MinkUNet on MinkowskiEngine: one generic sparse UNet that builds any row of the backbone table.
 
 Layout as in MinkowskiEngine's examples (MinkUNetBase): a 5x5x5 stem, four 2x2x2 stride-2
 down stages with residual blocks, four transposed-conv up stages that concatenate the skip of
-the same resolution, and the last stage's PLANES[7]-d features as output (no classifier: the
-head to the CLIP width lives in `trainer.models.PointEncoder`).
+the same resolution, and the last stage's planes[7]-d features as output (no classifier: the
+head to the CLIP width lives in `trainer.models.PointEncoder`). The variants (MinkUNet14A,
+18A, 34C) differ only in their row of `trainer.backbones.BACKBONES`.
 """
 from __future__ import annotations
 
 import torch.nn as nn
 
+from trainer.backbones import UNetTable
 from trainer.me_compat import ME
 
 
@@ -31,25 +33,26 @@ class BasicBlock(nn.Module):
                 ME.MinkowskiBatchNorm(planes),
             )
 
-    def forward(self, x):
+    def forward(self, x: ME.SparseTensor) -> ME.SparseTensor:
+        """relu(norm(conv(relu(norm(conv(x))))) + x), x projected when the widths differ."""
         residual = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         return self.relu(out + residual)
 
 
-class MinkUNetBase(nn.Module):
-    """Generic sparse UNet; subclasses set the table `BLOCK`, `PLANES`, `LAYERS`, `INIT_DIM`."""
+BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock}  # residual blocks by table name
 
-    BLOCK = BasicBlock
-    PLANES: tuple[int, ...] = (32, 64, 128, 256, 256, 128, 96, 96)
-    LAYERS: tuple[int, ...] = (2, 2, 2, 2, 2, 2, 2, 2)
-    INIT_DIM = 32
 
-    def __init__(self, in_channels: int, dimension: int = 3):
+class MinkUNet(nn.Module):
+    """Generic sparse UNet built from a backbone table row (block, planes, layers, stem width)."""
+
+    def __init__(self, in_channels: int, table: UNetTable, dimension: int = 3):
         super().__init__()
         self.dimension = dimension
-        planes, layers, expansion = self.PLANES, self.LAYERS, self.BLOCK.expansion
+        self.block_type = BLOCKS[table.block]
+        planes, layers, init_dim = table.planes, table.layers, table.init_dim
+        expansion = self.block_type.expansion
 
         def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Module:
             return nn.Sequential(
@@ -63,11 +66,11 @@ class MinkUNetBase(nn.Module):
                                                  dimension=dimension),
                 ME.MinkowskiBatchNorm(cout), ME.MinkowskiReLU(inplace=True))
 
-        self.stem = conv(in_channels, self.INIT_DIM, 5)
+        self.stem = conv(in_channels, init_dim, 5)
         self.down = nn.ModuleList()
         self.down_blocks = nn.ModuleList()
-        width = self.INIT_DIM
-        skips = [self.INIT_DIM]
+        width = init_dim
+        skips = [init_dim]
         for stage in range(4):
             self.down.append(conv(width, width, 2, 2))
             self.down_blocks.append(self._stage(width, planes[stage], layers[stage]))
@@ -84,12 +87,12 @@ class MinkUNetBase(nn.Module):
 
     def _stage(self, inplanes: int, planes: int, blocks: int) -> nn.Sequential:
         """`blocks` residual blocks, the first one changing the width to `planes`."""
-        mods = [self.BLOCK(inplanes, planes, self.dimension)]
-        mods += [self.BLOCK(planes * self.BLOCK.expansion, planes, self.dimension)
+        mods = [self.block_type(inplanes, planes, self.dimension)]
+        mods += [self.block_type(planes * self.block_type.expansion, planes, self.dimension)
                  for _ in range(blocks - 1)]
         return nn.Sequential(*mods)
 
-    def forward(self, x):
+    def forward(self, x: ME.SparseTensor) -> ME.SparseTensor:
         """Sparse tensor in, sparse tensor of `out_channels` features at stride 1 out."""
         out = self.stem(x)
         skips = [out]
@@ -100,18 +103,3 @@ class MinkUNetBase(nn.Module):
         for up, block in zip(self.up, self.up_blocks, strict=True):
             out = block(ME.cat(up(out), skips.pop()))
         return out
-
-
-class MinkUNet14(MinkUNetBase):
-    """One residual block per stage."""
-
-    LAYERS = (1, 1, 1, 1, 1, 1, 1, 1)
-
-
-class MinkUNet14A(MinkUNet14):
-    """The 3D model of CLIP2Scene/this paper on ScanNet (Sec. 4.1): 96-d output."""
-
-    PLANES = (32, 64, 128, 256, 128, 128, 96, 96)
-
-
-BACKBONES = {"MinkUNet14A": MinkUNet14A}

@@ -1,0 +1,127 @@
+"""The loss terms as one table: per row its name, equation, first phase, the elements it averages
+over, the config switch that enables it and its function.
+
+The schedule picks an epoch's rows from here, the engine computes them in table order and weights
+each by its share of the batch's elements, the run logs name them, and the quality benchmark
+reads the switches. Adding a term is one row and its function.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import torch
+
+from trainer.config import TrainConfig
+from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
+
+if TYPE_CHECKING:
+    from trainer.data import Batch
+    from trainer.models import Correlation
+
+PHASES = 3  # Sec. 3.4: Eq. 1 alone, then + correlation (Eq. 4), then + feedback (Eq. 8)
+
+
+@dataclass
+class TermInputs:
+    """What the terms of one step read; the sampled voxels' features and the transformers'
+    outputs are computed once, when a term first asks for them."""
+
+    text: torch.Tensor       # f32[C, D] text embeddings T, fixed
+    features: torch.Tensor   # f32[V, D] f_m of every voxel of the batch
+    batch: Batch
+    correlation: Correlation
+    temperature: float       # of both distributions in Eq. 8
+
+    @cached_property
+    def sampled(self) -> torch.Tensor:
+        """f32[S, D]: f_m of the sampled voxels."""
+        return self.features[self.batch.sample_voxel]
+
+    @cached_property
+    def aggregated(self) -> dict[str, torch.Tensor]:
+        """The sampled voxels' features after each transformer (`intra`, then `inter`)."""
+        return self.correlation(self.sampled, self.batch.sample_offsets)
+
+
+def cross_modal_term(x: TermInputs) -> torch.Tensor:  # Eq. 1
+    """Eq. 1 over every pair of the batch."""
+    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label)
+
+
+def intra_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 3
+    """Eq. 4 on the intra-scene transformer's output."""
+    return correlation_ce(x.aggregated["intra"], x.text, x.batch.sample_label)
+
+
+def inter_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 7
+    """Eq. 4 on the inter-scene transformer's output."""
+    return correlation_ce(x.aggregated["inter"], x.text, x.batch.sample_label)
+
+
+def feedback_term(x: TermInputs) -> torch.Tensor:  # Eq. 8
+    """Eq. 8 from the last transformer's output (teacher) to the 3D model's features (student)."""
+    teacher = list(x.aggregated.values())[-1]
+    return feedback_kl(x.sampled, teacher, x.text, x.temperature)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One row of the loss table."""
+
+    name: str                               # key in the run logs
+    equation: str                           # in the paper
+    first_phase: int                        # 1: from the start, 2: correlation, 3: feedback phase
+    elements: str                           # Batch field whose rows the term averages over
+    switch: str | None                      # TrainConfig bool that enables it; None: always on
+    loss: Callable[[TermInputs], torch.Tensor]
+    needs_any: tuple[str, ...] = ()         # on only while one of these earlier terms is on
+
+
+TERMS: tuple[LossTerm, ...] = (
+    LossTerm("cross_modal", "Eq. 1", 1, "pair_voxel", None, cross_modal_term),
+    LossTerm("intra_scene", "Eq. 4 (Eq. 3)", 2, "sample_voxel", "intra_scene", intra_scene_term),
+    LossTerm("inter_scene", "Eq. 4 (Eq. 7)", 2, "sample_voxel", "inter_scene", inter_scene_term),
+    # the transformers' output is its teacher: without one it stays off
+    LossTerm("feedback", "Eq. 8", 3, "sample_voxel", "feedback", feedback_term,
+             needs_any=("intra_scene", "inter_scene")),
+)
+
+
+def term_names() -> list[str]:
+    """Every term's name, in table order."""
+    return [term.name for term in TERMS]
+
+
+def term_named(name: str) -> LossTerm:
+    """The row called `name`."""
+    return next(term for term in TERMS if term.name == name)
+
+
+def select(cfg: TrainConfig, phase: int) -> tuple[LossTerm, ...]:
+    """Rows on in `phase` (1-based): switched on, begun, and with a term they need on."""
+    chosen: list[LossTerm] = []
+    for term in TERMS:
+        switched = term.switch is None or getattr(cfg, term.switch)
+        taught = not term.needs_any or any(c.name in term.needs_any for c in chosen)
+        if switched and taught and term.first_phase <= phase:
+            chosen.append(term)
+    return tuple(chosen)
+
+
+def uses_samples(cfg: TrainConfig) -> bool:
+    """Whether a term the config can turn on averages over sampled voxels."""
+    return any(term.elements == "sample_voxel" for term in select(cfg, PHASES))
+
+
+def switches() -> tuple[str, ...]:
+    """The config switches of the switchable terms, in table order."""
+    return tuple(term.switch for term in TERMS if term.switch is not None)
+
+
+def element_count(batch: Batch, term: LossTerm) -> int:
+    """Elements `term` averages over in `batch` (0 where the batch has none)."""
+    rows = getattr(batch, term.elements)
+    return 0 if rows is None else len(rows)
