@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 import yaml
 from rich.console import Console
@@ -220,15 +219,16 @@ def eval_cmd(
     split: SplitOpt = "val",
     output: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
 ) -> None:
-    """MaskCLIP-3D: each point takes the majority label of its pairs; per-class IoU and mIoU."""
-    from pipeline.labels.maskclip3d import score_scenes
-    from pipeline.metrics import iou_per_class, mean_iou
+    """MaskCLIP-3D: each point takes the majority label of its pairs; per-class IoU and mIoU
+    (and head/common/tail mIoU for ScanNet200), in the class set of the stored text stage."""
+    from pipeline.labels.maskclip3d import score_scenes, summary
+    from pipeline.labelsets import text_class_set
 
     try:
         graph = load_graph()
         cfg = _config(graph, dataset, data_root, store_root, splits=_csv(split) or ())
-        reader = graph.dataset(dataset).resolve_reader()(cfg.data_root, {
-            p.name: p.default for p in graph.dataset(dataset).reader_params.values()})
+        source = next(name for name in graph.order if graph.stages[name].kind == "source")
+        reader = graph.dataset(dataset).resolve_reader()(cfg.data_root, graph.params(source, dataset))
         done = set(store.done_scenes(cfg.store_root, stage))
         scenes = [s for s in reader.scene_ids(list(cfg.splits)) if s in done]
         if not scenes:
@@ -238,16 +238,8 @@ def eval_cmd(
     except PipelineError as exc:
         _fail(str(exc))
         return
-    iou = iou_per_class(scores["points"], scores["missed"])
-    pairs = scores["pairs"]
-    acc = np.diag(pairs) / np.maximum(pairs.sum(1), 1)
-    result = {
-        "stage": stage, "split": split, "scenes": len(scenes),
-        "miou": mean_iou(scores["points"], scores["missed"]),
-        "iou": {n: None if np.isnan(v) else float(v) for n, v in zip(names, iou, strict=True)},
-        "pair_accuracy": float(np.trace(pairs) / max(pairs.sum(), 1)),
-        "pair_accuracy_per_class": {n: float(a) for n, a, t in zip(names, acc, pairs.sum(1), strict=True) if t},
-    }
+    result = {"stage": stage, "split": split, "scenes": len(scenes),
+              **summary(scores, names, text_class_set(cfg.store_root))}
     table = Table(title=f"{dataset}: {stage} labels voted onto points, {len(scenes)} {split} scenes")
     for col in ("class", "IoU", "pair accuracy"):
         table.add_column(col, justify="right" if col != "class" else "left")
@@ -256,6 +248,9 @@ def eval_cmd(
         table.add_row(n, "-" if v is None else f"{100 * v:.1f}", "-" if a is None else f"{100 * a:.1f}")
     table.add_section()
     table.add_row("[bold]mean[/bold]", f"[bold]{100 * result['miou']:.1f}[/bold]", f"{100 * result['pair_accuracy']:.1f}")
+    for group in ("head", "common", "tail"):
+        if f"miou_{group}" in result:
+            table.add_row(f"mean, {group}", f"{100 * result[f'miou_{group}']:.1f}", "")
     console.print(table)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

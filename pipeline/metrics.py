@@ -4,9 +4,12 @@ Ground-truth label -1 (and any label outside 0..C-1) is ignored. A prediction of
 that got no label, e.g. one seen in no frame) is a miss: it is counted per ground-truth class in
 `unlabelled` and enters the IoU as a false negative. A class that appears neither in the ground
 truth nor in the predictions has an undefined IoU (0/0): it is reported as NaN and left out of
-the mean, so evaluating a subset of scenes does not count absent classes as 0.
+the mean, so evaluating a subset of scenes does not count absent classes as 0. Long-tail class
+sets also report the mean over each group of classes (ScanNet200's head, common and tail).
 """
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,3 +52,14 @@ def mean_iou(confusion: np.ndarray, missed: np.ndarray | None = None) -> float:
     """Mean IoU over classes present in gt or predictions (NaN if none is)."""
     iou = iou_per_class(confusion, missed)
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+def miou_by_group(iou: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """``miou_<group>``: mean of the defined IoUs (from `iou_per_class`) of each group's class ids,
+    NaN for a group none of whose classes is present."""
+    iou = np.asarray(iou, dtype=np.float64)
+    out = {}
+    for name, ids in groups.items():
+        part = iou[np.asarray(ids, dtype=np.int64)]
+        out[f"miou_{name}"] = float(np.nanmean(part)) if np.isfinite(part).any() else float("nan")
+    return out

@@ -1,6 +1,7 @@
-"""ScanNet reader on the synthetic export: round trip, label map, poses, and known raw defects."""
+"""ScanNet reader on the synthetic export: round trip, label map, raw labels, poses, and known raw defects."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from rooms import QUICK_FUSION
 
 from pipeline import store
 from pipeline.datasets.base import LABELMAPS, load_label_map
-from pipeline.datasets.scannet import ScanNetReader
+from pipeline.datasets.scannet import RAW_LABELS_TSV, ScanNetReader
 from pipeline.datasets.synthetic import generate_scannet
 from pipeline.runner import RunConfig, run
 from pipeline.stages import load_graph
@@ -45,6 +46,8 @@ def test_round_trip_counts_labels_and_poses(raw: Path):
     np.testing.assert_allclose(np.linalg.norm(rec["normals"], axis=1), 1.0, atol=1e-4)
     nyu = PlyData.read(str(raw / "scans" / scene / f"{scene}_vh_clean_2.labels.ply"))["vertex"]["label"]
     np.testing.assert_array_equal(rec["labels"], load_label_map(LABELMAPS / "scannet20.tsv")[nyu])
+    assert rec["raw_label_space"] == "nyu40" and rec["raw_labels"].dtype == np.int32  # no aggregation files
+    np.testing.assert_array_equal(rec["raw_labels"], nyu)
     assert rec["labels"].min() >= -1 and rec["labels"].max() < 20 and len(np.unique(rec["labels"])) >= 4
     assert rec["color"].shape == (FRAMES, 120, 160, 3) and rec["depth"].shape == (FRAMES, 120, 160)
     for k, frame in enumerate(rec["frame_ids"]):
@@ -106,3 +109,25 @@ def test_inf_pose_skips_that_frame_and_reports_it(raw_copy: Path, tmp_path: Path
                and str(pose) in w for w in reports["scenes"].warnings)
     assert any(w.startswith("scene scene0001_00: skipped 1 frame(s): depth frame missing")
                for w in reports["scenes"].warnings)
+
+
+@pytest.mark.parametrize("defect, message", [
+    ("short", "segIndices has 3 entries, the mesh"),
+    ("not json", "not readable JSON (JSONDecodeError"),
+    ("no label", "segGroups[0] lacks a label or a list of segments"),
+])
+def test_bad_annotation_files_fail_the_scene_with_one_line(raw_copy: Path, tmp_path: Path, defect: str,
+                                                           message: str):
+    scene = "scene0000_00"
+    d = raw_copy / "scans" / scene
+    (raw_copy / RAW_LABELS_TSV).write_text("id\traw_category\tnyu40id\n1\twall\t1\n")
+    n = PlyData.read(str(d / f"{scene}_vh_clean_2.ply"))["vertex"].count
+    segs, agg = d / f"{scene}_vh_clean_2.0.010000.segs.json", d / f"{scene}.aggregation.json"
+    segs.write_text(json.dumps({"segIndices": [0, 0, 0] if defect == "short" else [0] * n}))
+    groups = [{"segments": [0]}] if defect == "no label" else [{"label": "wall", "segments": [0]}]
+    agg.write_text("{" if defect == "not json" else json.dumps({"segGroups": groups}))
+    failed = _scenes_only(raw_copy, tmp_path)[0]["scenes"].failed
+    bad = segs if defect == "short" else agg
+    line = failed[scene]
+    assert "\n" not in line and line.startswith(f"scene {scene}: file {bad}: {message}"), line
+    assert "scene0001_00" not in failed

@@ -1,4 +1,5 @@
-"""ScanNet's raw ``.sens`` stream read in place of exported frames, and the vectorised PLY reads.
+"""ScanNet's raw ``.sens`` stream read in place of exported frames, the shared colour decoding
+(JPEG draft mode), and the vectorised PLY reads.
 
 A synthetic room's exported frames are packed into a ``.sens`` (the same JPEG bytes, the depth
 PNGs as zlib uint16, the poses and depth intrinsics), and a copy of the room without its exported
@@ -18,7 +19,14 @@ from plyfile import PlyData, PlyElement, PlyElementParseError
 
 from pipeline.datasets import sens as sens_mod
 from pipeline.datasets.scannet import TRIANGLES, ScanNetReader, read_mesh, read_vertex_element
-from pipeline.datasets.sens import SensFile, SensFrame, SensHeader, encode_depth, write_sens
+from pipeline.datasets.sens import (
+    SensFile,
+    SensFrame,
+    SensHeader,
+    color_image,
+    encode_depth,
+    write_sens,
+)
 from pipeline.errors import SceneError
 from pipeline.runner import RunConfig, run
 from pipeline.stages import load_graph
@@ -110,7 +118,8 @@ def test_frames_dropped_by_frame_skip_are_never_decoded(room_template: Path, tmp
     _, raw, _ = two_layouts(room_template, tmp_path, inf_pose=2)
     decoded: list[int] = []
     color, depth = sens_mod.decode_color, sens_mod.decode_depth
-    monkeypatch.setattr(sens_mod, "decode_color", lambda data, path, i: decoded.append(i) or color(data, path, i))
+    monkeypatch.setattr(sens_mod, "decode_color",
+                        lambda data, path, i, size=None: decoded.append(i) or color(data, path, i, size))
     monkeypatch.setattr(sens_mod, "decode_depth", lambda data, hw, path, i: decoded.append(i) or depth(data, hw, path, i))
     rec = ScanNetReader(raw, {**PARAMS, "frame_skip": 2}).read(SCENE)
     assert list(rec["frame_ids"]) == [0, 4]
@@ -215,3 +224,34 @@ def test_labels_ply_is_read_without_its_faces(room_template: Path, tmp_path: Pat
     cut.write_bytes(data[: data.index(b"end_header\n") + 11 + vertices.nbytes // 2])
     with pytest.raises(SceneError, match="truncated or corrupt PLY"):
         read_vertex_element(cut)
+
+
+def test_frames_at_the_stored_size_decode_as_before(room_template: Path):
+    """The synthetic rooms' 320x240 JPEGs stored at 320x240: draft mode changes nothing."""
+    for i in range(3):
+        path = room_template / "scans" / SCENE / "color" / f"{i}.jpg"
+        with Image.open(path) as im:
+            plain = np.asarray(im.convert("RGB"))
+        assert plain.shape == (240, 320, 3)
+        np.testing.assert_array_equal(np.asarray(color_image(path, (320, 240))), plain)
+        np.testing.assert_array_equal(np.asarray(color_image(path.read_bytes(), (320, 240))), plain)
+
+
+def test_large_frames_are_draft_decoded_then_resized(room_template: Path, tmp_path: Path):
+    """A ScanNet-sized 1296x968 JPEG stored at 320x240 is decoded at 1/4 scale (324x242, the
+    smallest DCT scale still at least 320x240), then resized; it stays close to a full decode."""
+    with Image.open(room_template / "scans" / SCENE / "color" / "0.jpg") as im:
+        big = im.convert("RGB").resize((1296, 968), Image.BICUBIC)
+    path = tmp_path / "big.jpg"
+    big.save(path, quality=90)
+    with Image.open(path) as im:
+        im.draft("RGB", (320, 240))
+        assert im.size == (324, 242)
+        expected = np.asarray(im.convert("RGB").resize((320, 240), Image.BILINEAR))
+    got = np.asarray(color_image(path, (320, 240)))
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.asarray(color_image(path.read_bytes(), (320, 240))), got)
+    with Image.open(path) as im:
+        full = np.asarray(im.convert("RGB").resize((320, 240), Image.BILINEAR))
+    assert np.abs(got.astype(int) - full).mean() < 3.0
+    assert color_image(path).size == (1296, 968)  # no size: decoded in full

@@ -1,7 +1,8 @@
-"""ScanNet v2 reader: meshes, NYU40 -> 20-class labels and exported RGB-D frames, as Scene records.
+"""ScanNet v2 reader: meshes, per-vertex labels and exported RGB-D frames, as Scene records.
 
 Raw layout (``DATA_ROOT``): ``scans/<scene>/<scene>_vh_clean_2.ply``, ``_vh_clean_2.labels.ply``,
-and the exported frames ``color/<i>.jpg``, ``depth/<i>.png`` (uint16 mm), ``pose/<i>.txt``
+optionally ``<scene>.aggregation.json`` and ``<scene>_vh_clean_2.0.010000.segs.json``, and the
+exported frames ``color/<i>.jpg``, ``depth/<i>.png`` (uint16 mm), ``pose/<i>.txt``
 (camera-to-world 4x4), ``intrinsic/intrinsic_depth.txt``, and optionally ``label-filt/<i>.png``
 (ScanNet's 2D labels, unzipped from ``<scene>_2d-label-filt.zip``: raw category ids mapped to
 NYU40 by ``scannetv2-labels.combined.tsv`` in DATA_ROOT, or NYU40 ids when that file is absent,
@@ -17,6 +18,17 @@ intrinsics from its header, every ``frame_skip``-th frame of the stream (``frame
 the stream; the other frames are never decoded), the same checks and the same record as exported
 frames; ``label-filt/<i>.png`` still gives the 2D labels when present.
 
+Labels: ``labels`` i16[N] are the 20 benchmark classes of the labels PLY's NYU40 ids
+(``data/labelmaps/scannet20.tsv``, -1 ignore). ``raw_labels`` i32[N] keep the finest ids at hand
+for other class sets (:mod:`pipeline.labelsets`), with their id space ``raw_label_space``:
+ScanNet's raw category ids (``scannet_raw``) when the scene has its aggregation (labelled segment
+groups) and segments (segment per vertex) files and DATA_ROOT has ``scannetv2-labels.combined.tsv``
+(raw category name -> id; 0 for a vertex in no group or with an unlisted name), else the labels
+PLY's NYU40 ids (``nyu40``; all 0 without a labels PLY).
+
+Colour: every frame is decoded by :func:`pipeline.datasets.sens.color_image` (JPEG draft decoding
+at the smallest DCT scale still at least ``image_size``, then a bilinear resize).
+
 Meshes: triangle faces are memory-mapped by plyfile (``known_list_len``) instead of parsed one
 by one; the labels PLY is read up to the end of its vertex element only (its faces are not
 needed).
@@ -24,6 +36,7 @@ needed).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -35,9 +48,10 @@ from PIL import Image
 from plyfile import PlyData, PlyListProperty
 
 from pipeline.datasets.base import LABELMAPS, ManifestEntry, file_entry, load_label_map, read_split
-from pipeline.datasets.sens import SensFile
+from pipeline.datasets.sens import COLOR_ERRORS, SensFile, color_image
 from pipeline.errors import SceneError
 from pipeline.geometry.mesh_normals import area_weighted_normals
+from pipeline.labelsets import NYU40, RAW
 
 SPLITS = ("train", "val", "test")
 RAW_LABELS_TSV = "scannetv2-labels.combined.tsv"
@@ -46,7 +60,7 @@ RAW_LABELS_TSV = "scannetv2-labels.combined.tsv"
 TRIANGLES = {"face": {"vertex_indices": 3}}  # plyfile's known_list_len: faces memory-mapped
 
 
-def _read_ply(path: Path, triangles: bool = False) -> PlyData:
+def read_ply(path: Path, triangles: bool = False) -> PlyData:
     """Parse a PLY, turning plyfile's errors into a one-line SceneError. ``triangles``: try
     memory-mapping the faces as triangles first (no per-face Python loop); a file whose faces
     are not all triangles, or that fails that way, is parsed the plain way."""
@@ -92,7 +106,7 @@ def read_vertex_element(path: Path) -> np.ndarray:
         if (stop == 0 or empty is None or empty.text or not empty.elements or not counts
                 or empty.elements[0].name != "vertex"
                 or any(isinstance(p, PlyListProperty) for p in empty.elements[0].properties)):
-            return _read_ply(path, triangles=True)["vertex"].data
+            return read_ply(path, triangles=True)["vertex"].data
         dtype = np.dtype(empty.elements[0].dtype(empty.byte_order))
         f.seek(stop)
         data = f.read(counts[0] * dtype.itemsize)
@@ -102,7 +116,7 @@ def read_vertex_element(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype)
 
 
-def _faces(ply: PlyData, path: Path) -> np.ndarray:
+def ply_faces(ply: PlyData, path: Path) -> np.ndarray:
     """i32[F, 3] triangles of a parsed PLY (memory-mapped as an [F, 3] field, or parsed per face)."""
     try:
         field = ply["face"].data["vertex_indices"]
@@ -118,7 +132,7 @@ def _faces(ply: PlyData, path: Path) -> np.ndarray:
 
 def read_mesh(path: Path, need_faces: bool = True) -> dict[str, np.ndarray]:
     """Vertices f32[N,3], colours u8[N,3] and faces i32[F,3] of a ScanNet mesh PLY."""
-    ply = _read_ply(path, triangles=need_faces)
+    ply = read_ply(path, triangles=need_faces)
     names = [el.name for el in ply.elements]
     if "vertex" not in names:
         raise SceneError("PLY has no vertex element", path)
@@ -137,7 +151,7 @@ def read_mesh(path: Path, need_faces: bool = True) -> dict[str, np.ndarray]:
     if need_faces:
         if "face" not in names or ply["face"].count == 0:
             raise SceneError("PLY has no faces, but this dataset needs a mesh", path)
-        faces = _faces(ply, path)
+        faces = ply_faces(ply, path)
         if faces.min() < 0 or faces.max() >= len(xyz):
             raise SceneError("faces reference vertices that do not exist", path)
         out["faces"] = faces
@@ -149,7 +163,7 @@ def _frame_index(name: str) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
-def _intrinsics_3x3(path: Path) -> np.ndarray:
+def read_intrinsics_3x3(path: Path) -> np.ndarray:
     try:
         k = np.loadtxt(path)
     except (OSError, ValueError) as exc:
@@ -170,12 +184,72 @@ def scale_intrinsics(k: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, 
     return out
 
 
+def _tsv_rows(tsv: Path, columns: tuple[str, ...]) -> list[list[str]]:
+    """The named columns of every row of a TSV with a header line (rows too short are left
+    out); a column missing from the header is a SceneError naming the file."""
+    lines = [line.split("\t") for line in tsv.read_text().splitlines() if line]
+    header = lines[0] if lines else []
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise SceneError(f"no column {missing[0]!r} in the header", tsv)
+    at = [header.index(c) for c in columns]
+    return [[row[i] for i in at] for row in lines[1:] if len(row) > max(at)]
+
+
+def raw_category_ids(tsv: Path) -> dict[str, int]:
+    """ScanNet's raw category name -> raw category id (``raw_category`` and ``id`` columns)."""
+    try:
+        return {name: int(i) for i, name in _tsv_rows(tsv, ("id", "raw_category"))}
+    except ValueError as exc:
+        raise SceneError(f"cannot read the 'id' column ({exc})", tsv) from exc
+
+
+def _json_key(path: Path, key: str) -> Any:
+    """``key`` of a JSON file's top-level object; a missing, unreadable or keyless file is a SceneError."""
+    if not path.is_file():
+        raise SceneError("file is missing", path)
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)[key]
+    except (OSError, ValueError) as exc:
+        raise SceneError(f"not readable JSON ({type(exc).__name__}: {exc})", path) from exc
+    except (KeyError, TypeError) as exc:
+        raise SceneError(f"no top-level {key!r}", path) from exc
+
+
+def read_raw_labels(aggregation: Path, segments: Path, ids: Mapping[str, int],
+                    num_vertices: int) -> np.ndarray:
+    """Raw category id i32[N] of every vertex from ScanNet's aggregation (segment groups with a
+    ``label`` name) and segments (``segIndices``, a segment per vertex) files; 0 where no group
+    covers the vertex or its name is not in ``ids``."""
+    try:
+        seg = np.asarray(_json_key(segments, "segIndices"), np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SceneError(f"segIndices is not a list of integers ({exc})", segments) from exc
+    if seg.shape != (num_vertices,):
+        raise SceneError(f"segIndices has {seg.size} entries, the mesh {num_vertices} vertices", segments)
+    if seg.size and seg.min() < 0:
+        raise SceneError("segIndices holds negative segment ids", segments)
+    groups = _json_key(aggregation, "segGroups")
+    if not isinstance(groups, list):
+        raise SceneError("segGroups is not a list", aggregation)
+    table = np.zeros(int(seg.max()) + 1 if seg.size else 0, np.int32)
+    for k, group in enumerate(groups):
+        try:
+            members = np.asarray(group["segments"], np.int64).reshape(-1)
+            table[members[(members >= 0) & (members < len(table))]] = ids.get(str(group["label"]), 0)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise SceneError(f"segGroups[{k}] lacks a label or a list of segments ({exc})",
+                             aggregation) from exc
+    return table[seg]
+
+
 class _Frame(NamedTuple):
-    """A frame read from either source, before the checks and resizing they share."""
+    """A frame read from either source, before the checks they share."""
 
     index: int  # frame number (exported file name, or index in the .sens stream)
     camera_to_world: np.ndarray  # f64[4, 4], finite
-    color: Image.Image  # RGB, decoded
+    color: Image.Image  # RGB, decoded at the stored size
     depth_raw: np.ndarray  # as stored (uint16 units for a valid frame)
     depth_scale: float  # stored units per metre
     k_depth: np.ndarray  # f64[3, 3] at the stored depth size
@@ -189,7 +263,7 @@ class ScanNetReader:
     def __init__(self, root: str | Path, params: Mapping[str, Any]):
         self.root = Path(root)
         self.params = dict(params)
-        self.frames_root = Path(params["frames_root"]) if params.get("frames_root") else self.root / "scans"
+        self.frames_root = Path(params["frames_root"]) if params["frames_root"] else self.root / "scans"
         self.label_map = load_label_map(LABELMAPS / "scannet20.tsv")
 
     def scene_dir(self, scene: str) -> Path:
@@ -231,10 +305,15 @@ class ScanNetReader:
             return None
         return sens
 
+    def annotation_files(self, scene: str) -> tuple[Path, Path]:
+        """The scene's aggregation and segments files (giving its raw category ids), present or not."""
+        d = self.scene_dir(scene)
+        return d / f"{scene}.aggregation.json", d / f"{scene}_vh_clean_2.0.010000.segs.json"
+
     def manifest(self, scene: str) -> list[ManifestEntry]:
         """Every raw file the scene's record is computed from, with size and mtime (-1: missing)."""
         d = self.scene_dir(scene)
-        files = [d / f"{scene}_vh_clean_2.ply", d / f"{scene}_vh_clean_2.labels.ply"]
+        files = [d / f"{scene}_vh_clean_2.ply", d / f"{scene}_vh_clean_2.labels.ply", *self.annotation_files(scene)]
         labels_dir = self.frames_root / scene / "label-filt"
         sens = self.sens_path(scene)
         if sens is not None:
@@ -263,27 +342,40 @@ class ScanNetReader:
         d = self.scene_dir(scene)
         mesh = read_mesh(d / f"{scene}_vh_clean_2.ply", need_faces=True)
         labels_path = d / f"{scene}_vh_clean_2.labels.ply"
-        if labels_path.exists():
-            lv = read_vertex_element(labels_path)
-            if len(lv) != len(mesh["points"]):
-                raise SceneError(
-                    f"labels PLY has {len(lv)} vertices, mesh has {len(mesh['points'])}", labels_path
-                )
-            if "label" not in (lv.dtype.names or ()):
-                raise SceneError("labels PLY vertices have no 'label' property", labels_path)
-            nyu = np.asarray(lv["label"]).astype(np.int64)
-            labels = self.label_map[np.clip(nyu, 0, len(self.label_map) - 1)]
-            labels[(nyu < 0) | (nyu >= len(self.label_map))] = -1
-        else:
-            labels = np.full(len(mesh["points"]), -1, np.int16)
+        n = len(mesh["points"])
+        nyu = self._nyu40(labels_path, n) if labels_path.exists() else np.zeros(n, np.int64)
+        labels = self.label_map[np.clip(nyu, 0, len(self.label_map) - 1)]
+        labels[(nyu < 0) | (nyu >= len(self.label_map))] = -1
+        raw_labels, space = self._raw_labels(scene, nyu)
         record: dict[str, Any] = {
             **mesh,
             "normals": area_weighted_normals(mesh["points"], mesh["faces"]),
             "labels": labels.astype(np.int16),
+            "raw_labels": raw_labels,
+            "raw_label_space": space,
             "has_labels": labels_path.exists(),
         }
         record.update(self._read_frames(scene))
         return record
+
+    @staticmethod
+    def _nyu40(labels_path: Path, num_vertices: int) -> np.ndarray:
+        """NYU40 id i64[N] of every vertex, from the labels PLY."""
+        lv = read_vertex_element(labels_path)
+        if len(lv) != num_vertices:
+            raise SceneError(f"labels PLY has {len(lv)} vertices, mesh has {num_vertices}", labels_path)
+        if "label" not in (lv.dtype.names or ()):
+            raise SceneError("labels PLY vertices have no 'label' property", labels_path)
+        return np.asarray(lv["label"]).astype(np.int64)
+
+    def _raw_labels(self, scene: str, nyu: np.ndarray) -> tuple[np.ndarray, str]:
+        """``raw_labels`` i32[N] and their id space: ScanNet's raw category ids when the scene has
+        its aggregation and segments files and DATA_ROOT the label table, else the NYU40 ids."""
+        aggregation, segments = self.annotation_files(scene)
+        tsv = self.root / RAW_LABELS_TSV
+        if aggregation.is_file() and segments.is_file() and tsv.is_file():
+            return read_raw_labels(aggregation, segments, raw_category_ids(tsv), len(nyu)), RAW
+        return nyu.astype(np.int32), NYU40
 
     def _depth_hw(self, scene: str) -> tuple[int, int] | None:
         """Depth image size announced by the scene's ``<scene>.txt`` meta file, if any."""
@@ -319,7 +411,7 @@ class ScanNetReader:
             if expected and tuple(depth_raw.shape) != expected:
                 skip(f"depth size {depth_raw.shape[1]}x{depth_raw.shape[0]} != {expected[1]}x{expected[0]}", fr.depth_ref)
                 continue
-            color = np.asarray(fr.color.resize((w, h), Image.BILINEAR))
+            color = np.asarray(fr.color)
             depth = np.asarray(Image.fromarray(depth_raw).resize((w, h), Image.NEAREST), np.float32)
             if to_nyu40 is not None:
                 frame_labels.append(self._frame_labels(labels_dir / f"{fr.label_stem}.png", (h, w), to_nyu40, skip))
@@ -345,7 +437,8 @@ class ScanNetReader:
 
     def _exported_frames(self, scene: str, skip: Callable[[str, str | Path], None]) -> Iterator[_Frame]:
         """Every kept exported frame whose files are present and readable (the others skipped)."""
-        k_depth = _intrinsics_3x3(self.frames_root / scene / "intrinsic" / "intrinsic_depth.txt")
+        h, w = self.params["image_size"]
+        k_depth = read_intrinsics_3x3(self.frames_root / scene / "intrinsic" / "intrinsic_depth.txt")
         for i, color_path, depth_path, pose_path in self._frame_files(scene):
             if not color_path.is_file():
                 skip("colour frame missing", color_path)
@@ -371,9 +464,8 @@ class ScanNetReader:
                 skip(f"depth image unreadable ({exc.__class__.__name__})", depth_path)
                 continue
             try:
-                with Image.open(color_path) as im:
-                    color = im.convert("RGB")
-            except OSError as exc:
+                color = color_image(color_path, (w, h))
+            except COLOR_ERRORS as exc:
                 skip(f"colour image unreadable ({exc.__class__.__name__})", color_path)
                 continue
             yield _Frame(i, pose, color, depth_raw, float(self.params["depth_scale"]), k_depth,
@@ -382,6 +474,7 @@ class ScanNetReader:
     def _sens_frames(self, sens: Path, skip: Callable[[str, str | Path], None]) -> Iterator[_Frame]:
         """Every ``frame_skip``-th frame of the stream with a finite pose that decodes; the others
         are skipped (and never decoded)."""
+        h, w = self.params["image_size"]
         with SensFile(sens) as f:
             k_depth = f.header.intrinsic_depth[:3, :3].astype(np.float64)
             for i in range(0, len(f.frames), self.params["frame_skip"]):
@@ -390,7 +483,7 @@ class ScanNetReader:
                     skip("pose not finite (-inf/nan)", f"{sens} frame {i}")
                     continue
                 try:
-                    frame = f.read_frame(i)
+                    frame = f.read_frame(i, (w, h))
                 except SceneError as exc:
                     skip("frame does not decode (.sens)", f"{sens} frame {i}: {exc.reason}")
                     continue
@@ -402,13 +495,11 @@ class ScanNetReader:
         tsv = self.root / RAW_LABELS_TSV
         if not tsv.is_file():
             return np.arange(len(self.label_map), dtype=np.int64)
-        rows = [line.split("\t") for line in tsv.read_text().splitlines()]
         try:
-            col_id, col_nyu = rows[0].index("id"), rows[0].index("nyu40id")
-            pairs = [(int(r[col_id]), int(r[col_nyu])) for r in rows[1:] if len(r) > max(col_id, col_nyu) and r[col_nyu]]
-        except (ValueError, IndexError) as exc:
+            pairs = [(int(i), int(nyu)) for i, nyu in _tsv_rows(tsv, ("id", "nyu40id")) if nyu]
+        except ValueError as exc:
             raise SceneError(f"cannot read the 'id' and 'nyu40id' columns ({exc})", tsv) from exc
-        table = np.zeros(max(i for i, _ in pairs) + 1, np.int64)
+        table = np.zeros(max((i for i, _ in pairs), default=0) + 1, np.int64)
         for raw, nyu in pairs:
             table[raw] = nyu
         return table

@@ -12,6 +12,11 @@ follow the frames; they are not read.
 the payloads, so a frame is decoded only when :meth:`SensFile.read_frame` asks for it. Every
 defect of the file (truncated, wrong version, unknown compression, a payload that does not
 decode) is a one-line :class:`~pipeline.errors.SceneError` naming the file.
+
+:func:`color_image` decodes every colour frame of the ScanNet reader, from a ``.sens`` payload or
+an exported JPEG alike: asked for a smaller size, it lets libjpeg decode at 1/2, 1/4 or 1/8 scale
+(JPEG draft mode, the largest reduction that stays at least that size) before the bilinear
+resize, so a 1296x968 frame stored at 320x240 is decoded at 324x242 instead of in full.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -33,6 +39,7 @@ COLOR_JPEG = 2
 DEPTH_ZLIB_USHORT = 1
 COLOR_CODECS = {COLOR_JPEG: "JPEG"}
 DEPTH_CODECS = {DEPTH_ZLIB_USHORT: "zlib_ushort"}
+COLOR_ERRORS = (OSError, ValueError, SyntaxError)  # what Pillow raises for an image that does not decode
 
 _MAT = "<16f"
 # after the sensor name: 4 matrices, 2 compression codes, 4 image sizes, depth shift, frame count
@@ -84,8 +91,9 @@ class SensFrame:
 
 @dataclass(frozen=True, eq=False)
 class DecodedFrame:
-    """A decoded frame: colour (an RGB Pillow image at the colour size; ``np.asarray`` gives
-    u8[H, W, 3]) and depth u16[h, w] as stored."""
+    """A decoded frame: colour (an RGB Pillow image at the colour size, or at the size
+    :meth:`SensFile.read_frame` was asked for; ``np.asarray`` gives u8[H, W, 3]) and depth
+    u16[h, w] as stored."""
 
     camera_to_world: np.ndarray  # f32[4, 4]
     color: Image.Image
@@ -209,23 +217,34 @@ class SensFile:
                                           ts_depth, color_at, color_size, color_at + color_size, depth_size))
         return entries
 
-    def read_frame(self, i: int) -> DecodedFrame:
-        """Decode frame ``i``; a payload that does not decode raises SceneError naming the frame."""
+    def read_frame(self, i: int, color_size: tuple[int, int] | None = None) -> DecodedFrame:
+        """Decode frame ``i``, its colour at ``color_size`` (W, H) when given (see :func:`color_image`);
+        a payload that does not decode raises SceneError naming the frame."""
         e = self.frames[i]
         self._f.seek(e.color_offset)
         payload = self._read_exact(e.color_size + e.depth_size, f"payload of frame {i}")
-        color = decode_color(payload[: e.color_size], self.path, i)
+        color = decode_color(payload[: e.color_size], self.path, i, color_size)
         raw = decode_depth(payload[e.color_size:], self.header.depth_hw, self.path, i)
         return DecodedFrame(e.camera_to_world, color, raw, self.header.depth_shift)
 
 
-def decode_color(data: bytes, path: Path, index: int) -> Image.Image:
-    """The RGB image of a JPEG payload, decoded."""
+def color_image(source: bytes | str | Path | BinaryIO, size: tuple[int, int] | None = None) -> Image.Image:
+    """The RGB image of a colour frame (JPEG bytes, or an image file), resized bilinear to
+    ``size`` (W, H) when given. A JPEG larger than ``size`` is decoded in draft mode at the
+    smallest scale that stays at least ``size``; one at ``size`` decodes in full, as without it.
+    Raises one of COLOR_ERRORS when the image does not decode."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        if size is not None:
+            im.draft("RGB", size)  # a no-op for other formats and for an image at `size`
+        rgb = im.convert("RGB")  # loads the pixels (a copy when already RGB)
+    return rgb if size is None else rgb.resize(size, Image.BILINEAR)
+
+
+def decode_color(data: bytes, path: Path, index: int, size: tuple[int, int] | None = None) -> Image.Image:
+    """The RGB image of a JPEG payload (at ``size`` when given, see :func:`color_image`)."""
     try:
-        im = Image.open(io.BytesIO(data))  # in memory: nothing to close
-        im.load()
-        return im if im.mode == "RGB" else im.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
+        return color_image(data, size)
+    except COLOR_ERRORS as exc:
         raise SceneError(f"colour of frame {index} does not decode ({exc.__class__.__name__})", path) from exc
 
 

@@ -2,7 +2,8 @@
 
 Every point takes the majority label of its pairs (pseudo-labels, or refined ones) and is scored
 against ground truth at full point resolution; points seen in no frame count as unlabelled
-predictions (-1), i.e. as misses of their ground-truth class.
+predictions (-1), i.e. as misses of their ground-truth class. Ground truth is in the class set the
+text stage embedded (`pipeline.labelsets`), so ScanNet200 is scored from the same scenes store.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from pipeline import store
-from pipeline.metrics import confusion_matrix, unlabelled
+from pipeline.labelsets import class_groups, read_eval_labels
+from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou, miou_by_group, unlabelled
 
 
 def point_majority(labels_per_pair: np.ndarray, point_idx: np.ndarray, num_points: int,
@@ -31,14 +33,16 @@ def point_majority(labels_per_pair: np.ndarray, point_idx: np.ndarray, num_point
     return winner
 
 
-def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes: int) -> dict[str, Any]:
+def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes: int,
+                 text_stage: str = "text") -> dict[str, Any]:
     """Point-level confusion of the majority vote of `stage`'s pair labels, the ground-truth
-    points left without a label per class, and the pair-level confusion."""
+    points left without a label per class, and the pair-level confusion; ground truth in the
+    class set of `text_stage`."""
     points_cm = np.zeros((num_classes, num_classes), np.int64)
     missed = np.zeros(num_classes, np.int64)
     pairs_cm = np.zeros((num_classes, num_classes), np.int64)
     for scene in scenes:
-        gt = store.read_arrays(store_root, "scenes", scene, ["labels"])["labels"].astype(np.int64)
+        gt = read_eval_labels(store_root, scene, text_stage).astype(np.int64)
         point = store.read_arrays(store_root, "pairs", scene, ["point"])["point"].astype(np.int64)
         label = store.read_arrays(store_root, stage, scene, ["label"])["label"].astype(np.int64)
         voted = point_majority(label, point, len(gt), num_classes)
@@ -46,3 +50,21 @@ def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes
         missed += unlabelled(voted, gt, num_classes)
         pairs_cm += confusion_matrix(label, gt[point], num_classes)
     return {"points": points_cm, "missed": missed, "pairs": pairs_cm}
+
+
+def summary(scores: dict[str, Any], class_names: Sequence[str], class_set: str | None) -> dict[str, Any]:
+    """mIoU (and ``miou_head``/``_common``/``_tail`` for a class set with such a split), per-class
+    IoU (None where undefined) and pair accuracy, overall and per class, of `score_scenes`' result."""
+    iou = iou_per_class(scores["points"], scores["missed"])
+    pairs = scores["pairs"]
+    totals = pairs.sum(1)
+    accuracy = np.diag(pairs) / np.maximum(totals, 1)
+    return {
+        "class_set": class_set,
+        "miou": mean_iou(scores["points"], scores["missed"]),
+        **miou_by_group(iou, class_groups(class_set) if class_set else {}),
+        "iou": {n: None if np.isnan(v) else float(v) for n, v in zip(class_names, iou, strict=True)},
+        "pair_accuracy": float(np.trace(pairs) / max(pairs.sum(), 1)),
+        "pair_accuracy_per_class": {n: float(a) for n, a, t in zip(class_names, accuracy, totals, strict=True)
+                                    if t},
+    }
