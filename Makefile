@@ -22,7 +22,7 @@ setup:
 
 .PHONY: setup-gpu
 setup-gpu: | $(PY)  # MinkowskiEngine with CUDA (patched for CUDA 13); ARGS="--build-only" etc.
-	bash scripts/setup_gpu.sh $(ARGS)
+	PYTHON=$(PY) bash scripts/setup_gpu.sh $(ARGS)
 
 test: | $(PY)
 	$(PY) -m pytest -q tests
