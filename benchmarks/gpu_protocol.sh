@@ -14,7 +14,7 @@
 #   OUT (benchmarks/results/table2-gpu.json), ARGS (more bench_quality.py flags, e.g. --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
+PY=.venv/bin/python
 DEVICE=${DEVICE:-cuda}
 START=$(date +%s)
 
