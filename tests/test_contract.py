@@ -163,3 +163,15 @@ def test_channels_name_per_point_arrays_of_the_record():
     with pytest.raises(PipelineError, match="dataset 'scannet': channel 'intensity' is not a per-point array of "
                                             "record 'mesh-rgbd'"):
         parse_graph(raw)
+
+
+def test_every_array_the_trainer_reads_is_declared():
+    from trainer.config import ConfigError
+    from trainer.data import STORE_READS, check_store_reads
+
+    for dataset, channels in (("scannet", ("colors",)), ("nuscenes", ("colors", "intensity"))):
+        check_store_reads(dataset, channels)
+        for stage, names in STORE_READS.items():
+            assert set(names) <= set(contract.output_names(stage, dataset if stage == "scenes" else None))
+    with pytest.raises(ConfigError, match=r"^store contract: .*'intensity'"):
+        check_store_reads("scannet", ("colors", "intensity"))  # a mesh record has no intensity

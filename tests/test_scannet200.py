@@ -192,3 +192,15 @@ def test_miou_by_group_skips_absent_classes():
     iou = np.array([0.5, np.nan, 0.25, np.nan, 1.0])
     got = miou_by_group(iou, {"head": [0, 1], "common": [2, 4], "tail": [3]})
     assert got["miou_head"] == 0.5 and got["miou_common"] == 0.625 and np.isnan(got["miou_tail"])
+
+
+def test_trainer_eval_record_has_head_common_tail():
+    from trainer.engine import iou_record
+
+    cm = np.diag([5, 0, 3, 0]).astype(np.int64)  # classes 0 and 2 right, 1 and 3 absent
+    cm[0, 3] = 5  # half of class 0 predicted as 3: IoU(0) = 0.5, IoU(3) = 0
+    confusions = {"points": cm, "observed": cm, "unmarked": np.zeros(1, bool)}
+    record = iou_record(confusions, list("abcd"), {"head": [0, 1], "common": [2], "tail": [1]})
+    assert record["miou_head"] == pytest.approx(0.5) and record["miou_common"] == pytest.approx(1.0)
+    assert record["miou_tail"] is None  # no class of the group present
+    assert "miou_head" not in iou_record(confusions, list("abcd"))

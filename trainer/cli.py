@@ -102,7 +102,9 @@ def fit(
         last = summary.get("last", {})
         if "iou" in last:
             _print_iou(last, f"{cfg.name}: epoch {summary['epoch']}")
-        console.print(f"run folder: {summary['run_dir']}  best mIoU: {summary['best_miou']:.4f}")
+        best = summary["best_miou"]
+        scored = f"  best mIoU: {best:.4f}" if best > float("-inf") else "  (no validation run yet)"
+        console.print(f"run folder: {summary['run_dir']}{scored}")
 
     _run(go)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline import store
+from pipeline import contract, store
 from pipeline.errors import PipelineError
 from pipeline.labelsets import read_eval_labels
 from trainer.channels import point_features
@@ -90,12 +90,32 @@ def majority_label(pair_voxel: np.ndarray, pair_label: np.ndarray, num_voxels: i
     return np.where(counts.any(1), counts.argmax(1), -1)
 
 
+# The arrays the trainer reads, by stage (besides the dataset's channels): checked against the
+# contract stages.yaml declares (pipeline.contract) when a dataset is built, so an array renamed
+# or dropped there fails here in one line, not in a loader worker.
+STORE_READS: dict[str, tuple[str, ...]] = {
+    "scenes": ("points",), "pairs": ("point",), "pseudo": ("label",), "refine": ("label",),
+    "geosets": ("set_id",)}
+
+
+def check_store_reads(dataset: str, channels: Sequence[str]) -> None:
+    """ConfigError naming the first array the trainer reads that the stages file does not declare."""
+    try:
+        for stage, names in STORE_READS.items():
+            source = stage == "scenes"
+            for name in (*names, *channels) if source else names:
+                contract.output_field(stage, name, dataset if source else None)
+    except PipelineError as exc:
+        raise ConfigError(f"store contract: {exc}") from exc
+
+
 class SceneDataset(Dataset):
     """Voxelised scenes indexed by (epoch, position in epoch, scene index): reproducible draws."""
 
     def __init__(self, cfg: TrainConfig, scenes: Sequence[str], num_classes: int, train: bool):
         self.cfg, self.scenes, self.num_classes, self.train = cfg, list(scenes), num_classes, train
         self.channels = cfg.channels  # read once here: workers need not read stages.yaml
+        check_store_reads(cfg.dataset, self.channels)
         self._handles: dict[tuple[str, str], dict[str, Any]] = {}
 
     def __len__(self) -> int:

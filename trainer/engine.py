@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou
+from pipeline.labelsets import class_groups, text_class_set
+from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou, miou_by_group
 from trainer import checkpoint, distributed
 from trainer.config import ConfigError, TrainConfig, from_dict, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
@@ -206,9 +207,17 @@ def eval_loader(cfg: TrainConfig, scenes: list[str], num_classes: int):
     return loader
 
 
-def iou_record(confusions: dict[str, np.ndarray], class_names: list[str]) -> dict[str, Any]:
+def store_class_groups(cfg: TrainConfig) -> dict[str, list[int]]:
+    """Label ids per split of the store's class set (ScanNet200's head, common, tail; else none)."""
+    class_set = text_class_set(cfg.store_root, cfg.classes)
+    return class_groups(class_set) if class_set else {}
+
+
+def iou_record(confusions: dict[str, np.ndarray], class_names: list[str],
+               groups: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """mIoU and per-class IoU (None where undefined) for logging: `miou`/`iou` over all points and,
-    when every scene marked them, `miou_observed`/`iou_observed` over the points with a pair."""
+    when every scene marked them, `miou_observed`/`iou_observed` over the points with a pair; with
+    `groups`, `miou_<group>` over all points (None for a group without a present class)."""
     parts = {"": confusions["points"]}
     if not confusions["unmarked"].any():
         parts["_observed"] = confusions["observed"]
@@ -217,6 +226,8 @@ def iou_record(confusions: dict[str, np.ndarray], class_names: list[str]) -> dic
         iou = iou_per_class(confusion)
         record[f"miou{suffix}"] = mean_iou(confusion)
         record[f"iou{suffix}"] = {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=True)}
+    for key, value in miou_by_group(iou_per_class(confusions["points"]), groups or {}).items():
+        record[key] = None if np.isnan(value) else value
     return record
 
 
@@ -267,6 +278,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
     if cfg.eval_every:
         val = eval_loader(cfg, ctx.shard(resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")),
                           num_classes)
+    groups = store_class_groups(cfg)
     optimizers = build_optimizers(cfg, models, cfg.epochs * len(loader))
     start, step, best = 1, 0, -math.inf
     if resume:
@@ -316,7 +328,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
             if evaluate_now:
                 confusions = {name: distributed.all_sum_array(ctx, cm)
                               for name, cm in evaluate_loader(models, val, device, log).items()}
-                record.update(iou_record(confusions, models.class_names))
+                record.update(iou_record(confusions, models.class_names, groups))
                 is_best = record["miou"] > best
                 best = max(best, record["miou"])
             log.write(record, step)
@@ -339,6 +351,7 @@ def evaluate(cfg: TrainConfig, checkpoint_path: Path, console: Console | None = 
     load_encoder(models, checkpoint_path)
     scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
     confusions = evaluate_loader(models, eval_loader(cfg, scenes, len(models.class_names)), device)
-    return {"checkpoint": str(checkpoint_path), "scenes": len(scenes), **iou_record(confusions, models.class_names),
+    return {"checkpoint": str(checkpoint_path), "scenes": len(scenes),
+            **iou_record(confusions, models.class_names, store_class_groups(cfg)),
             "confusion": confusions["points"].tolist(),
             **({} if confusions["unmarked"].any() else {"confusion_observed": confusions["observed"].tolist()})}
