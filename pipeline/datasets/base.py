@@ -6,6 +6,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline.errors import SceneError
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 LABELMAPS = DATA_DIR / "labelmaps"
 ManifestEntry = tuple[str, int, int]
@@ -51,3 +53,22 @@ def scenes_stage(reader: Reader, scene: str) -> dict[str, Any]:
     """The source stage: one scene record from the dataset's reader, with its raw-file manifest
     (``raw_files``, so that ``hicl-pipeline status`` can name the file that changed)."""
     return {**reader.read(scene), "raw_files": [list(entry) for entry in reader.manifest(scene)]}
+
+
+def frames_record(colors: list[np.ndarray], depths: list[np.ndarray], world_to_camera: list[np.ndarray],
+                  intrinsics: list[np.ndarray], ids: list[int], hw: tuple[int, int],
+                  skipped: dict[str, list[str]], where: str | Path) -> dict[str, Any]:
+    """The frame keys of a mesh + RGB-D record from the kept frames, stacked in the declared
+    dtypes; no kept frame is a SceneError naming ``where`` and the skip reasons."""
+    if not ids:
+        reasons = "; ".join(f"{r}: {len(p)}" for r, p in skipped.items()) or "no frames listed"
+        raise SceneError(f"no usable frame ({reasons})", where)
+    return {
+        "color": np.stack(colors).astype(np.uint8),
+        "depth": np.stack(depths).astype(np.float32),
+        "world_to_camera": np.stack(world_to_camera).astype(np.float64),
+        "intrinsics": np.stack(intrinsics).astype(np.float64),
+        "frame_ids": np.asarray(ids, np.int32),
+        "image_hw": [hw[0], hw[1]],
+        "skipped_frames": skipped,
+    }

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from pipeline.datasets.base import ManifestEntry, file_entry
+from pipeline.datasets.base import ManifestEntry, file_entry, frames_record
 from pipeline.datasets.scannet import ply_faces, read_intrinsics_3x3, read_ply, scale_intrinsics
 from pipeline.datasets.sens import COLOR_ERRORS, color_image
 from pipeline.errors import PipelineError, SceneError
@@ -307,15 +307,4 @@ class CustomReader:
             poses.append(np.linalg.inv(camera_to_world))
             intrinsics.append(scale_intrinsics(k_depth, depth_hw, (h, w)))
             ids.append(i)
-        if not ids:
-            reasons = "; ".join(f"{r}: {len(p)}" for r, p in skipped.items()) or "no frames listed"
-            raise SceneError(f"no usable frame ({reasons})", scene_dir / FRAMES)
-        return {
-            "color": np.stack(colours).astype(np.uint8),
-            "depth": np.stack(depths).astype(np.float32),
-            "world_to_camera": np.stack(poses).astype(np.float64),
-            "intrinsics": np.stack(intrinsics).astype(np.float64),
-            "frame_ids": np.asarray(ids, np.int32),
-            "image_hw": [h, w],
-            "skipped_frames": skipped,
-        }
+        return frames_record(colours, depths, poses, intrinsics, ids, (h, w), skipped, scene_dir / FRAMES)

@@ -47,7 +47,14 @@ import numpy as np
 from PIL import Image
 from plyfile import PlyData, PlyListProperty
 
-from pipeline.datasets.base import LABELMAPS, ManifestEntry, file_entry, load_label_map, read_split
+from pipeline.datasets.base import (
+    LABELMAPS,
+    ManifestEntry,
+    file_entry,
+    frames_record,
+    load_label_map,
+    read_split,
+)
 from pipeline.datasets.sens import COLOR_ERRORS, SensFile, color_image
 from pipeline.errors import SceneError
 from pipeline.geometry.mesh_normals import area_weighted_normals
@@ -420,20 +427,8 @@ class ScanNetReader:
             poses.append(np.linalg.inv(fr.camera_to_world))
             intr.append(scale_intrinsics(fr.k_depth, depth_raw.shape[:2], (h, w)))
             ids.append(fr.index)
-        if not ids:
-            reasons = "; ".join(f"{r}: {len(p)}" for r, p in skipped.items()) or "no frames listed"
-            raise SceneError(f"no usable frame ({reasons})", sens or self.frames_root / scene)
-        record = {} if to_nyu40 is None else {"frame_labels": np.stack(frame_labels).astype(np.int16)}
-        return {
-            **record,
-            "color": np.stack(colors).astype(np.uint8),
-            "depth": np.stack(depths).astype(np.float32),
-            "world_to_camera": np.stack(poses).astype(np.float64),
-            "intrinsics": np.stack(intr).astype(np.float64),
-            "frame_ids": np.asarray(ids, np.int32),
-            "image_hw": [h, w],
-            "skipped_frames": skipped,
-        }
+        record = frames_record(colors, depths, poses, intr, ids, (h, w), skipped, sens or self.frames_root / scene)
+        return record if to_nyu40 is None else {"frame_labels": np.stack(frame_labels).astype(np.int16), **record}
 
     def _exported_frames(self, scene: str, skip: Callable[[str, str | Path], None]) -> Iterator[_Frame]:
         """Every kept exported frame whose files are present and readable (the others skipped)."""
