@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import store
+from pipeline.classes import read_class_names
 from pipeline.errors import PipelineError
 from pipeline.stages import Stage
 
@@ -45,6 +46,17 @@ def check_store_root(store_root: str) -> None:
         what = "is not writable" if existing == local else f"cannot be created in {existing}"
         raise PipelineError(f"store root {local} {what} ({exc.strerror or type(exc).__name__}); "
                             "choose a folder this user can write to") from exc
+
+
+def check_class_list(stage: str, params: Mapping[str, Any]) -> None:
+    """A stage's class list (its ``classes`` param) must exist, be valid and fit the u8 labels of
+    the pseudo and refine stages: one line naming the stage and the list otherwise."""
+    if "classes" not in params:
+        return
+    try:
+        read_class_names(params["classes"])
+    except PipelineError as exc:
+        raise PipelineError(f"stage '{stage}': {exc}") from exc
 
 
 def uses_clip(stage: Stage) -> bool:

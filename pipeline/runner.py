@@ -177,6 +177,8 @@ def run(graph: Graph, cfg: RunConfig, progress: Any = None) -> list[StageReport]
         if cfg.scheduler:
             executor.connect()
         selection = functools.cache(lambda: scene_selection(dataset, plans, cfg))  # a reader may be slow to build
+        for p in plans:  # pre-flight: class lists, here
+            preflight.check_class_list(p.stage.name, p.params)
         for p in plans:  # pre-flight: each CLIP stage's weights, where its tasks will run
             if preflight.uses_clip(p.stage) and preflight.will_run(p, cfg.store_root, lambda: selection()[1]):
                 preflight.raise_first(executor.run_where_tasks_run(

@@ -203,9 +203,9 @@ def test_bad_class_list_names_its_file(text, reason, room_template, tmp_path, mo
     (tmp_path / "mine.txt").write_text(text)
     result = invoke("run", "-d", "synthetic-scannet", "--data-root", room_template, "--store-root",
                     tmp_path / "stores", "--workers", "0", "--stages", "text", "--set", "text.classes=mine")
-    assert result.exit_code == 1
-    line = only(result.output, "failed text: ")
-    assert line == f"failed text: scene _global: file {tmp_path / 'mine.txt'}: {reason}"
+    assert result.exit_code == 2  # refused by the pre-flight, before any task starts
+    line = only(result.output, "error: ")
+    assert line == f"error: stage 'text': file {tmp_path / 'mine.txt'}: {reason}"
 
 
 @pytest.mark.parametrize("args, message", [

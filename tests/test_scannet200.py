@@ -180,12 +180,14 @@ def test_class_list_longer_than_u8_labels_is_refused(raw, preprocessed: Path, tm
     with pytest.raises(PipelineError, match="the inline class list has 300 classes, more than the 256"):
         read_class_names([f"c{i}" for i in range(300)])
     assert len(read_class_names([f"c{i}" for i in range(256)])) == 256
-    # in a run: the text stage refuses it when it reads the list; no pseudo-label scene starts
+    # in a run: the pre-flight refuses it before any task starts; the stores stay as they were
     stores = Path(shutil.copytree(preprocessed, tmp_path / "stores"))
-    reports = {r.name: r for r in run(load_graph(), _cfg(raw[0], stores, "huge"))}
-    [failure] = reports["text"].failed.values()
-    assert "\n" not in failure and "class set 'huge'" in failure and "256" in failure, failure
-    assert all(reports[s].done == 0 and reports[s].blocked == 1 for s in ("pseudo", "refine"))
+    text_before = store.stage_attrs(str(stores), "text")
+    with pytest.raises(PipelineError) as err:
+        run(load_graph(), _cfg(raw[0], stores, "huge"))
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("stage 'text': class set 'huge'") and "256" in line, line
+    assert store.stage_attrs(str(stores), "text") == text_before
 
 
 def test_miou_by_group_skips_absent_classes():
