@@ -98,9 +98,9 @@ def text_class_set(store_root: str, text_stage: str = "text") -> str | None:
     return classes if isinstance(classes, str) else None
 
 
-def read_eval_labels(store_root: str, scene: str, text_stage: str = "text") -> np.ndarray:
-    """``eval_labels`` of a stored scene for the class set of the stored text stage."""
-    class_set = text_class_set(store_root, text_stage)
+def read_eval_labels(store_root: str, scene: str, class_set: str | None) -> np.ndarray:
+    """``eval_labels`` of a stored scene in ``class_set`` (the stored text stage's, resolved once
+    by the caller with :func:`text_class_set`)."""
     if class_set in LABEL_SETS and "raw_labels" in store.open_scene(store_root, "scenes", scene):
         record = {**store.stage_attrs(store_root, "scenes", scene),
                   **store.read_arrays(store_root, "scenes", scene, ["raw_labels"])}

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline import contract, store
 from pipeline.errors import PipelineError
-from pipeline.labelsets import read_eval_labels
+from pipeline.labelsets import read_eval_labels, text_class_set
 from trainer.channels import point_features
 from trainer.config import ConfigError, TrainConfig
 from trainer.me_compat import ME
@@ -116,6 +116,7 @@ class SceneDataset(Dataset):
         self.cfg, self.scenes, self.num_classes, self.train = cfg, list(scenes), num_classes, train
         self.channels = cfg.channels  # read once here: workers need not read stages.yaml
         check_store_reads(cfg.dataset, self.channels)
+        self.class_set = text_class_set(cfg.store_root, cfg.classes)  # ground truth's class set, read once
         self._handles: dict[tuple[str, str], dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -162,7 +163,7 @@ class SceneDataset(Dataset):
         names = ["points", *self.channels]
         arrays = self._read("scenes", scene, names)
         if not self.train or cfg.label_stage == "gt":  # ground truth in the text stage's class set
-            arrays["labels"] = read_eval_labels(cfg.store_root, scene, cfg.classes)
+            arrays["labels"] = read_eval_labels(cfg.store_root, scene, self.class_set)
         rng = np.random.default_rng([cfg.seed, epoch, position, index])
         points = arrays["points"].astype(np.float32)
         if self.train and cfg.augment:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import store
-from pipeline.labelsets import class_groups, read_eval_labels
+from pipeline.labelsets import class_groups, read_eval_labels, text_class_set
 from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou, miou_by_group, unlabelled
 
 
@@ -41,8 +41,9 @@ def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes
     points_cm = np.zeros((num_classes, num_classes), np.int64)
     missed = np.zeros(num_classes, np.int64)
     pairs_cm = np.zeros((num_classes, num_classes), np.int64)
+    class_set = text_class_set(store_root, text_stage)
     for scene in scenes:
-        gt = read_eval_labels(store_root, scene, text_stage).astype(np.int64)
+        gt = read_eval_labels(store_root, scene, class_set).astype(np.int64)
         point = store.read_arrays(store_root, "pairs", scene, ["point"])["point"].astype(np.int64)
         label = store.read_arrays(store_root, stage, scene, ["label"])["label"].astype(np.int64)
         voted = point_majority(label, point, len(gt), num_classes)
