@@ -215,7 +215,7 @@ def eval_cmd(
     dataset: DatasetOpt,
     data_root: DataRootOpt = None,
     store_root: StoreRootOpt = None,
-    stage: Annotated[str, typer.Option(help="Stage whose pair labels are scored: pseudo (MaskCLIP-3D) or refine.")] = "pseudo",
+    stage: Annotated[str, typer.Option(help="Stage whose pair labels are scored: pseudo (MaskCLIP-3D), refine or vote.")] = "pseudo",
     split: SplitOpt = "val",
     output: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
 ) -> None:

@@ -139,16 +139,16 @@ def test_nyu40_only_scene_is_refused_for_scannet200_in_one_line(raw: tuple[Path,
     np.testing.assert_array_equal(eval_labels("scannet200", {"labels": rec["labels"]}, SCENE), rec["labels"])
 
 
-def test_switching_to_scannet200_reruns_only_text_pseudo_refine(raw, preprocessed: Path, tmp_path: Path):
+def test_switching_to_scannet200_reruns_only_text_and_the_label_stages(raw, preprocessed: Path, tmp_path: Path):
     stores = Path(shutil.copytree(preprocessed, tmp_path / "stores"))
     graph, cfg = load_graph(), _cfg(raw[0], stores, "scannet200")
     plans = plan(graph, cfg)
     pending = scene_reasons(graph, cfg, plans)
     rerun = {p.stage.name for p in plans if p.reason != "up to date" or pending[p.stage.name]}
-    assert rerun == {"text", "pseudo", "refine"}, {p.stage.name: p.reason for p in plans}
+    assert rerun == {"text", "pseudo", "refine", "vote"}, {p.stage.name: p.reason for p in plans}
     reports = {r.name: (r.done, r.skipped) for r in run(graph, cfg)}
     assert reports == {"scenes": (0, 1), "features": (0, 1), "pairs": (0, 1), "geosets": (0, 1),
-                       "text": (1, 0), "pseudo": (1, 0), "refine": (1, 0)}
+                       "text": (1, 0), "pseudo": (1, 0), "refine": (1, 0), "vote": (1, 0)}
     label = store.read_scene(stores, "pseudo", SCENE)["label"]
     assert label.dtype == np.uint8 and label.max() < 200
     names = list(store.stage_attrs(stores, "text", store.GLOBAL)["class_names"])

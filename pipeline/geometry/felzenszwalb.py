@@ -17,26 +17,39 @@ from pipeline.geometry.sorting import radix_argsort
 
 
 def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = 0.01,
-                 seg_min_verts: int = 20) -> np.ndarray:
-    """Set id per vertex (i32[N], ids 0..S-1 in order of first vertex); unused vertices are singletons."""
+                 seg_min_verts: int = 20, colors: np.ndarray | None = None,
+                 color_weight: float = 0.0) -> np.ndarray:
+    """Set id per vertex (i32[N], ids 0..S-1 in order of first vertex); unused vertices are singletons.
+
+    `color_weight` > 0 (beyond ScanNet's segmentator) adds that times the RGB distance of the
+    edge's ends, scaled to [0, 1], to every edge weight: sets then also split at colour edges.
+    """
     v = np.ascontiguousarray(vertices, dtype=np.float32)
     f = np.ascontiguousarray(faces, dtype=np.int32)
+    if color_weight > 0:
+        if colors is None or np.shape(colors) != (len(v), 3):
+            raise ValueError(f"a colour term needs colours [N,3] for the {len(v)} vertices")
+        rgb = np.ascontiguousarray(colors, dtype=np.float32)
+    else:
+        rgb = np.zeros((0, 3), np.float32)
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices must be [N,3], got shape {v.shape}")
     if f.ndim != 2 or f.shape[1] != 3:
         raise ValueError(f"faces must be [F,3], got shape {f.shape}")
     if f.size and (f.min() < 0 or f.max() >= len(v)):
         raise ValueError(f"faces index vertices outside [0, {len(v)})")
-    return _segment(v, f, np.float32(k_thresh), int(seg_min_verts))
+    return _segment(v, f, np.float32(k_thresh), int(seg_min_verts), rgb, np.float32(color_weight))
 
 
 @numba.njit(cache=True)
-def _segment(vertices: np.ndarray, faces: np.ndarray, k_thresh: np.float32,
-             seg_min_verts: int) -> np.ndarray:
+def _segment(vertices: np.ndarray, faces: np.ndarray, k_thresh: np.float32, seg_min_verts: int,
+             colors: np.ndarray, color_weight: np.float32) -> np.ndarray:
     """The whole pipeline on validated arrays: normals, graph, sort, two merge passes."""
     normals = running_mean_vertex_normals(vertices, faces)
     a, b = mesh_edges(faces)
     w = edge_weights(vertices, normals, a, b)
+    if color_weight > 0:
+        w += color_weight * color_distances(colors, a, b)
     order = radix_argsort(float_sort_keys(w), 32)
     a, b, w = a[order], b[order], w[order]
     parent = np.arange(vertices.shape[0], dtype=np.int32)
@@ -81,6 +94,20 @@ def edge_weights(vertices: np.ndarray, normals: np.ndarray, a: np.ndarray,
             ww = ww * ww
         w[e] = ww
     return w
+
+
+@numba.njit(cache=True)
+def color_distances(colors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """f32[E]: RGB distance of each edge's ends over the largest possible (255 sqrt 3)."""
+    scale = np.float32(1.0 / (255.0 * np.sqrt(3.0)))
+    d = np.empty(a.shape[0], dtype=np.float32)
+    for e in range(a.shape[0]):
+        i, j = a[e], b[e]
+        r = colors[i, 0] - colors[j, 0]
+        g = colors[i, 1] - colors[j, 1]
+        u = colors[i, 2] - colors[j, 2]
+        d[e] = np.sqrt(r * r + g * g + u * u) * scale
+    return d
 
 
 @numba.njit(cache=True)

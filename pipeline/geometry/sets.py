@@ -53,6 +53,21 @@ def geosets_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
             "num_sets": int(set_id.max()) + 1 if len(set_id) else 0}
 
 
+def split_sets(set_id: np.ndarray, points: np.ndarray, extent: float) -> np.ndarray:
+    """i32[N]: each set cut by a grid of cubes `extent` metres wide (a cap on set size, beyond the
+    paper); ids renumbered 0..S-1 in order of first point, negative ids (no set) stay -1."""
+    set_id = np.asarray(set_id, np.int64)
+    out = np.full(len(set_id), -1, np.int32)
+    member = np.flatnonzero(set_id >= 0)
+    cells = np.floor(np.asarray(points, np.float64)[member] / extent).astype(np.int64)
+    keys = np.column_stack([set_id[member], cells])
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    out[member] = rank[inverse.reshape(-1)]
+    return out
+
+
 def _colors(scene: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """Point colours when the scene has any that vary (LiDAR scenes may store zeros)."""
     if "colors" not in scene:
