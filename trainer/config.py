@@ -31,7 +31,7 @@ from trainer.backbones import BACKBONES
 from trainer.channels import CHANNELS, dataset_channels
 
 PRESETS = Path(__file__).resolve().parent / "presets"
-LABEL_SOURCES = ("auto", "pseudo", "refine", "gt")
+LABEL_SOURCES = ("auto", "pseudo", "refine", "vote", "gt")
 
 
 class ConfigError(ValueError):
@@ -59,9 +59,10 @@ class TrainConfig:
         "training scenes: a list of ids, a split file (one id per line) or 'all' done scenes", "all")
     val_split: str | list[str] = _doc("validation scenes, same forms as train_split", "all")
     classes: str = _doc("global stage holding the class text embeddings and class_names", "text")
-    label_source: Literal["auto", "pseudo", "refine", "gt"] = _doc(
-        "pair labels: auto (= refine if intra_set else pseudo), pseudo, refine, or gt "
-        "(ground truth of every labelled point, an oracle for sanity checks)", "auto")
+    label_source: Literal["auto", "pseudo", "refine", "vote", "gt"] = _doc(
+        "pair labels: auto (= refine if intra_set else pseudo), pseudo, refine, vote (the weighted "
+        "set vote, beyond the paper) or gt (ground truth of every labelled point, an oracle for "
+        "sanity checks)", "auto")
     voxel_size: float = _doc("voxel edge in metres", 0.05)
     epochs: int = _doc("training epochs", 120)
     loop: int = _doc("passes over the training scenes per epoch (for tiny scene sets)", 1)
@@ -83,6 +84,12 @@ class TrainConfig:
     transformer_depth: int = _doc("encoder layers per correlation transformer", 3)
     transformer_heads: int = _doc("attention heads per correlation transformer", 8)
     feedback_temperature: float = _doc("softmax temperature of both distributions in Eq. 8", 1.0)
+    class_balance: float = _doc(
+        "beyond the paper: CE weight of class c in Eq. 1 and Eq. 4 is (share of c among the training "
+        "pair labels)^-class_balance, normalised to mean 1 over the pairs; 0 = unweighted (the paper)", 0.0)
+    cross_modal_weight: float = _doc(
+        "beyond the paper: Eq. 1's weight in the step loss, the mean of the active terms "
+        "(Sec. 3.4 weighs every term 1)", 1.0)
     augment: bool = _doc("random z rotation, x/y flips and scaling of training scenes", True)
     scale_range: list[float] = _doc("uniform scaling range of the augmentation", [0.9, 1.1])
     seed: int = _doc("seed of model init, data order, augmentation and sampling", 0)
@@ -198,9 +205,11 @@ def _check_values(cfg: TrainConfig) -> None:
     for key in positive:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
-    for key in ("voxel_size", "feedback_temperature"):
+    for key in ("voxel_size", "feedback_temperature", "cross_modal_weight"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{key}: must be > 0, got {getattr(cfg, key)}")
+    if not 0 <= cfg.class_balance <= 1:
+        raise ConfigError(f"class_balance: must be in [0, 1], got {cfg.class_balance}")
     if cfg.num_workers < 0 or cfg.eval_every < 0:
         raise ConfigError("num_workers and eval_every must be >= 0")
     if len(cfg.phase_epochs) != 2 or not 1 <= cfg.phase_epochs[0] <= cfg.phase_epochs[1]:

@@ -95,7 +95,7 @@ def majority_label(pair_voxel: np.ndarray, pair_label: np.ndarray, num_voxels: i
 # or dropped there fails here in one line, not in a loader worker.
 STORE_READS: dict[str, tuple[str, ...]] = {
     "scenes": ("points",), "pairs": ("point",), "pseudo": ("label",), "refine": ("label",),
-    "geosets": ("set_id",)}
+    "vote": ("label",), "geosets": ("set_id",)}
 
 
 def check_store_reads(dataset: str, channels: Sequence[str]) -> None:
@@ -148,6 +148,17 @@ class SceneDataset(Dataset):
                 raise ValueError(f"scene {scene}: {len(label)} labels for {len(point)} pairs")
         keep = (label >= 0) & (label < self.num_classes)
         return point[keep], label[keep]
+
+    def label_counts(self) -> np.ndarray:
+        """i64[C]: the supervising pair labels of every scene, counted per class (class balance)."""
+        counts = np.zeros(self.num_classes, np.int64)
+        for scene in self.scenes:
+            labels = None
+            if self.cfg.label_stage == "gt":
+                labels = read_eval_labels(self.cfg.store_root, scene, self.class_set)
+            counts += np.bincount(self._pairs(scene, labels)[1], minlength=self.num_classes)
+        self._handles.clear()
+        return counts
 
     def _observed(self, scene: str, num_points: int) -> np.ndarray | None:
         """bool[N]: points with at least one pair; None when the store has no pairs for the scene."""

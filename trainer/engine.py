@@ -28,6 +28,7 @@ from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou, miou_by_
 from trainer import checkpoint, distributed
 from trainer.config import ConfigError, TrainConfig, from_dict, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
+from trainer.losses import class_weights
 from trainer.me_compat import ME
 from trainer.models import Correlation, PointEncoder, input_channels, signature
 from trainer.runlog import RunLog
@@ -84,12 +85,12 @@ def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None
                   list(class_names), signature(cfg, dim, len(text)))
 
 
-def compute_losses(models: Models, batch: Batch, terms: ActiveTerms,
-                   temperature: float) -> dict[str, torch.Tensor]:
+def compute_losses(models: Models, batch: Batch, terms: ActiveTerms, temperature: float,
+                   class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The active loss terms of one batch, in table order (a term without elements, e.g. no
-    pairs, is left out); the 3D model runs on every batch."""
+    pairs, is left out); the 3D model runs on every batch. `class_weights`: see class_balance."""
     inputs = TermInputs(models.text, models.encoder(batch.coords, batch.feats), batch,
-                        models.correlation, temperature)
+                        models.correlation, temperature, class_weights)
     return {term.name: term.loss(inputs) for term in terms.terms if element_count(batch, term)}
 
 
@@ -98,14 +99,15 @@ def element_counts(batch: Batch | None, losses: dict[str, torch.Tensor]) -> dict
     return {name: element_count(batch, term_named(name)) for name in losses}
 
 
-def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor],
-              counts: dict[str, int]) -> tuple[torch.Tensor | None, dict[str, float]]:
+def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor], counts: dict[str, int],
+              term_weights: dict[str, float] | None = None) -> tuple[torch.Tensor | None, dict[str, float]]:
     """This process's part of the step loss, and the step's term values over all processes.
 
     The step loss is the mean of the terms computed anywhere in the global batch, each term the
-    mean over all its elements; a process weights its terms by its share of their elements, so
-    the parts sum to the loss of one process over the whole batch. The part is None where this
-    process computed no term; the values are empty where no process did (the step is skipped).
+    mean over all its elements (times its weight in `term_weights`, 1 where absent); a process
+    weights its terms by its share of their elements, so the parts sum to the loss of one process
+    over the whole batch. The part is None where this process computed no term; the values
+    (unweighted) are empty where no process did (the step is skipped).
     """
     names = term_names()
     local = [float(counts.get(n, 0)) for n in names]
@@ -113,7 +115,8 @@ def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor],
     reduced = distributed.all_sum(ctx, torch.tensor(local, dtype=torch.float64, device=ctx.device)).tolist()
     totals, sums = dict(zip(names, reduced[:len(names)], strict=True)), reduced[len(names):]
     values = {n: s / totals[n] for n, s in zip(names, sums, strict=True) if totals[n] > 0}
-    parts = [losses[n] * (counts[n] / totals[n]) for n in losses]
+    weight = term_weights or {}
+    parts = [losses[n] * (counts[n] / totals[n]) * weight.get(n, 1.0) for n in losses]
     return (torch.stack(parts).sum() / len(values) if parts else None), values
 
 
@@ -279,6 +282,10 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
         val = eval_loader(cfg, ctx.shard(resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")),
                           num_classes)
     groups = store_class_groups(cfg)
+    weights = None
+    if cfg.class_balance > 0:
+        weights = class_weights(torch.from_numpy(train_set.label_counts()), cfg.class_balance).to(device)
+    term_weights = {"cross_modal": cfg.cross_modal_weight}
     optimizers = build_optimizers(cfg, models, cfg.epochs * len(loader))
     start, step, best = 1, 0, -math.inf
     if resume:
@@ -302,8 +309,8 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
             epoch_start, total, steps = time.perf_counter(), 0.0, 0
             for batch in loader:
                 losses = ({} if batch is None else
-                          compute_losses(models, batch.to(device), terms, cfg.feedback_temperature))
-                part, values = step_loss(ctx, losses, element_counts(batch, losses))
+                          compute_losses(models, batch.to(device), terms, cfg.feedback_temperature, weights))
+                part, values = step_loss(ctx, losses, element_counts(batch, losses), term_weights)
                 if values:  # else no process has a loss term in this batch: nothing to learn
                     optimizers.zero_grad()
                     if part is not None:

@@ -15,21 +15,37 @@ def class_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return features @ text.t()
 
 
+def class_weights(counts: torch.Tensor, power: float) -> torch.Tensor:
+    """f32[C]: share_c^-power for the classes with labels (0 for the others), normalised so that
+    the weight averaged over the counted labels is 1; power 0 gives 1 for every class."""
+    counts = counts.to(torch.float64)
+    share = counts / counts.sum().clamp(min=1)
+    weights = torch.where(counts > 0, share.clamp(min=1e-12) ** -power, torch.zeros_like(share))
+    return (weights / (share * weights).sum().clamp(min=1e-12)).to(torch.float32)
+
+
+def weighted_mean(losses: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-element losses, each times its label's class weight (None: unweighted)."""
+    return losses.mean() if weights is None else (losses * weights[labels]).mean()
+
+
 def cross_modal_ce(features: torch.Tensor, text: torch.Tensor, pair_index: torch.Tensor,
-                   pair_labels: torch.Tensor) -> torch.Tensor:  # Eq. 1
+                   pair_labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 1
     """Mean CE over pairs (point `pair_index[k]`, label `pair_labels[k]`) of <f, T> logits.
 
     Logits are computed once per point and gathered per pair, so a point seen in many
-    frames costs one row of features, not one per pair.
+    frames costs one row of features, not one per pair. `weights` (beyond the paper): per class.
     """
     log_prob = F.log_softmax(class_logits(features, text), dim=1)
-    return -log_prob[pair_index, pair_labels].mean()
+    return weighted_mean(-log_prob[pair_index, pair_labels], pair_labels, weights)
 
 
-def correlation_ce(aggregated: torch.Tensor, text: torch.Tensor,
-                   labels: torch.Tensor) -> torch.Tensor:  # Eq. 4
-    """Mean CE of the transformer's aggregated features f^_m against refined labels l^_m."""
-    return F.cross_entropy(class_logits(aggregated, text), labels)
+def correlation_ce(aggregated: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 4
+    """Mean CE of the transformer's aggregated features f^_m against refined labels l^_m
+    (`weights`, beyond the paper: per class)."""
+    losses = F.cross_entropy(class_logits(aggregated, text), labels, reduction="none")
+    return weighted_mean(losses, labels, weights)
 
 
 def feedback_kl(student: torch.Tensor, teacher: torch.Tensor, text: torch.Tensor,

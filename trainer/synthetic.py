@@ -80,8 +80,8 @@ def write_synthetic_store(store_root: str | Path, num_scenes: int = 1, seed: int
                           embed_dim: int = 32, label_noise: float = 0.0,
                           size: tuple[float, float, float] = (3.0, 3.0, 2.0),
                           density: float = 400.0) -> list[str]:
-    """Write scenes, pairs, pseudo, refine, geosets and text stages; returns the scene ids."""
-    stages = ("scenes", "pairs", "pseudo", "refine", "geosets", "text")
+    """Write scenes, pairs, pseudo, refine, vote, geosets and text stages; returns the scene ids."""
+    stages = ("scenes", "pairs", "pseudo", "refine", "vote", "geosets", "text")
     for stage in stages:
         store.reset_stage(store_root, stage, {"fingerprint": FINGERPRINT})
     store.write_scene(store_root, "text", store.GLOBAL,
@@ -103,6 +103,7 @@ def write_synthetic_store(store_root: str | Path, num_scenes: int = 1, seed: int
                       "frame_offsets": np.array([0, n], dtype=np.int64)},
             "pseudo": {"label": pseudo, "confidence": np.ones(n, dtype=np.float16)},
             "refine": {"label": pseudo.copy()},
+            "vote": {"label": pseudo.copy()},
             "geosets": {"set_id": r["set_id"]},
         }
         for stage, arrays in outputs.items():

@@ -34,6 +34,7 @@ class TermInputs:
     batch: Batch
     correlation: Correlation
     temperature: float       # of both distributions in Eq. 8
+    class_weights: torch.Tensor | None = None  # f32[C] CE weight per class (class_balance), None: off
 
     @cached_property
     def sampled(self) -> torch.Tensor:
@@ -48,17 +49,17 @@ class TermInputs:
 
 def cross_modal_term(x: TermInputs) -> torch.Tensor:  # Eq. 1
     """Eq. 1 over every pair of the batch."""
-    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label)
+    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label, x.class_weights)
 
 
 def intra_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 3
     """Eq. 4 on the intra-scene transformer's output."""
-    return correlation_ce(x.aggregated["intra"], x.text, x.batch.sample_label)
+    return correlation_ce(x.aggregated["intra"], x.text, x.batch.sample_label, x.class_weights)
 
 
 def inter_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 7
     """Eq. 4 on the inter-scene transformer's output."""
-    return correlation_ce(x.aggregated["inter"], x.text, x.batch.sample_label)
+    return correlation_ce(x.aggregated["inter"], x.text, x.batch.sample_label, x.class_weights)
 
 
 def feedback_term(x: TermInputs) -> torch.Tensor:  # Eq. 8
