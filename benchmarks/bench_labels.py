@@ -10,13 +10,18 @@ set over all frames). The geometric sets themselves are scored without any label
 inside the wall's set lower theirs) and boundary recall (how many mesh edges between two
 ground-truth classes the sets cut). Coverage is the share of points with at least one pair.
 
+`options` scores, the same way, every option of the `vote` stage (beyond the paper, hicl-plus):
+each a set of vote params (scope, pair weight, abstention, colour term, set-size cap) applied to
+the same stored pseudo-labels, confidences, pairs and sets; `paper` is the refine stage's rule
+(per frame, every pair counted) through the same code, so the rows differ only in the option.
+
 mIoU is the mean over a class list fixed by the ground truth alone (the classes present in the
 validation rooms), so that a method predicting an absent class somewhere is not rewarded or
 punished for it; the per-class IoU of every class is written too. Percentages are rounded to
 0.01.
 
 Run: .venv/bin/python benchmarks/bench_labels.py [--world-seed 0] [--vlm-noise 1.0] [--rooms 96,32]
-     [--out PATH]   -> benchmarks/results/labels.json (labels-s<seed>-n<noise>.json for another world)
+     [--no-options] [--out PATH]   -> benchmarks/results/labels.json (labels-s<seed>-n<noise>.json for another world)
 """
 from __future__ import annotations
 
@@ -43,11 +48,30 @@ from world import REPO, World  # noqa: E402
 from pipeline import store  # noqa: E402
 from pipeline.labels.maskclip3d import point_majority  # noqa: E402
 from pipeline.labels.refine import refine_labels  # noqa: E402
+from pipeline.labels.vote import pair_weights, view_weights, vote_sets, weighted_set_vote  # noqa: E402
 from pipeline.metrics import confusion_matrix, iou_per_class, unlabelled  # noqa: E402
+from pipeline.stages import stage_params  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SOURCES = ("pseudo", "refine", "refine_scene")
 SOURCE_STAGES = ("features", "pseudo")  # the stages whose params shape the pseudo-labels
+# The vote options scored at the label level: name -> vote params over the paper's rule.
+PAPER_VOTE = {**stage_params("vote"), "scope": "frame", "weight": "count", "min_confidence": 0.0,
+              "color_weight": 0.0, "max_set_extent": None}
+VOTE_OPTIONS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "scene scope": {"scope": "scene"},
+    "confidence weight": {"weight": "confidence"},
+    "abstain below 0.5": {"weight": "count", "min_confidence": 0.5},
+    "view weight": {"weight": "view"},
+    "colour term 0.05": {"color_weight": 0.05},
+    "colour term 0.2": {"color_weight": 0.2},
+    "set cap 2 m": {"max_set_extent": 2.0},
+    "set cap 1 m": {"max_set_extent": 1.0},
+    "scene scope, confidence weight (hicl-plus)": {"scope": "scene", "weight": "confidence"},
+    "scene scope, confidence x view weight": {"scope": "scene", "weight": "confidence_view"},
+    "scene scope, abstain below 0.5": {"scope": "scene", "min_confidence": 0.5},
+}
 
 
 # ---- metrics (pure) ----
@@ -234,6 +258,65 @@ def score_world(world: World) -> dict[str, Any]:
     }
 
 
+def option_labels(scene: Mapping[str, np.ndarray], set_id: np.ndarray, label: np.ndarray,
+                  confidence: np.ndarray, point: np.ndarray, offsets: np.ndarray,
+                  options: Mapping[str, Mapping[str, Any]], num_classes: int) -> dict[str, np.ndarray]:
+    """Per option: every pair's label after the vote with that option's params over PAPER_VOTE."""
+    frame = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    view = None
+    out = {}
+    for name, changes in options.items():
+        params = {**PAPER_VOTE, **changes}
+        if view is None and params["weight"] in ("view", "confidence_view"):
+            view = view_weights(scene["points"], scene["normals"], scene["world_to_camera"].astype(np.float64),
+                                point, frame)
+        sets = vote_sets(scene, set_id, params)
+        groups = frame if params["scope"] == "frame" else np.zeros(len(point), np.int64)
+        weights = pair_weights(params["weight"], confidence, params["min_confidence"], view)
+        out[name] = weighted_set_vote(label, weights, sets[point], groups, num_classes)
+    return out
+
+
+def score_options(world: World, options: Mapping[str, Mapping[str, Any]] = VOTE_OPTIONS) -> dict[str, Any]:
+    """Point mIoU, per-class IoU and pair accuracy of every vote option on the validation rooms."""
+    root = str(world.stores)
+    names = class_names(world.stores)
+    num_classes = len(names)
+    totals = {name: {"points": np.zeros((num_classes, num_classes), np.int64),
+                     "missed": np.zeros(num_classes, np.int64),
+                     "pairs": np.zeros((num_classes, num_classes), np.int64)} for name in options}
+    gt_counts = np.zeros(num_classes, np.int64)
+    for scene_id in world.split("val"):
+        scene = store.read_arrays(root, "scenes", scene_id,
+                                  ["labels", "points", "normals", "colors", "faces", "world_to_camera"])
+        gt = scene["labels"].astype(np.int64)
+        pairs = store.read_arrays(root, "pairs", scene_id, ["point", "frame_offsets"])
+        pseudo = store.read_arrays(root, "pseudo", scene_id, ["label", "confidence"])
+        set_id = store.read_arrays(root, "geosets", scene_id, ["set_id"])["set_id"]
+        point = pairs["point"].astype(np.int64)
+        labels = option_labels(scene, set_id, pseudo["label"], pseudo["confidence"].astype(np.float32), point,
+                               pairs["frame_offsets"].astype(np.int64), options, num_classes)
+        for name, values in labels.items():
+            for key, value in label_confusions(values, point, gt, num_classes).items():
+                totals[name][key] += value
+        gt_counts += class_counts(gt, num_classes)
+    classes = present_classes(gt_counts, names)
+    return {name: {**label_summary(totals[name], names, classes), "params": {**PAPER_VOTE, **options[name]}}
+            for name in options}
+
+
+def print_options(options: Mapping[str, Any]) -> None:
+    """One line per vote option: point mIoU and pair accuracy, and the change from the paper's rule."""
+    table = Table(title="vote options (beyond the paper) on the validation rooms")
+    for col in ("option", "point mIoU", "vs paper", "pair accuracy", "vs paper"):
+        table.add_column(col, justify="left" if col == "option" else "right")
+    paper = options["paper"]
+    for name, entry in options.items():
+        table.add_row(name, f"{entry['miou']:.2f}", f"{entry['miou'] - paper['miou']:+.2f}",
+                      f"{entry['pair_accuracy']:.2f}", f"{entry['pair_accuracy'] - paper['pair_accuracy']:+.2f}")
+    Console().print(table)
+
+
 def print_table(result: Mapping[str, Any], title: str) -> None:
     """Per class: IoU of the three label sets, set purity and boundary recall; means last."""
     table = Table(title=title)
@@ -264,6 +347,8 @@ def main() -> None:
     parser.add_argument("--rooms", type=parse_rooms, default=(World().train_rooms, World().val_rooms),
                         help="TRAIN,VAL room counts (default 96,32)")
     parser.add_argument("--out", type=Path, help="output JSON (default benchmarks/results/labels[-<world>].json)")
+    parser.add_argument("--no-options", action="store_true",
+                        help="skip the vote options (beyond the paper; minutes on the 32 validation rooms)")
     args = parser.parse_args()
     if args.vlm_noise < 0:
         parser.error("--vlm-noise: must be >= 0")
@@ -273,11 +358,13 @@ def main() -> None:
     world.prepare(REPO / "data" / "runs" / world.name / "prepare.log")
     prepare_s = time.perf_counter() - start
     scored = score_world(world)
+    options = {} if args.no_options else score_options(world)
     result = {
         "benchmark": "labels before training on the benchmark world's validation rooms: pseudo, refined "
                      "(per frame, stored) and scene-scope refined labels voted onto points; geometric sets",
         "command": " ".join([".venv/bin/python", "benchmarks/bench_labels.py", *sys.argv[1:]]),
         **scored,
+        **({"options": options} if options else {}),
         "raw_root": world.describe()["raw"],
         "world": world.describe(),
         "prepare_s": round(prepare_s, 1), "score_s": round(time.perf_counter() - start - prepare_s, 1),
@@ -288,6 +375,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result, f"labels on {len(scored['val_scenes'])} validation rooms of {world.name} "
                         f"(coverage {100 * scored['coverage']:.1f}%)")
+    if options:
+        print_options(options)
     print(f"wrote {out}")
 
 

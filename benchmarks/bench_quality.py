@@ -9,7 +9,9 @@ augmentation, sampling). The schedule is the `synthetic-scannet` preset's (batch
 samples per scene, phase boundaries scaled from 120 epochs) with 12 epochs of one pass over the
 training rooms (288 steps, about two hours of 2 cores for the 15 runs) and 0.15 m voxels instead of the preset's 0.1 m (2.2x fewer voxels per room).
 Every run is scored at its last epoch on the validation rooms at point resolution (no checkpoint
-selection); rows I and V are also scored every max(1, epochs // 20) epochs for the Fig. 6 curves.
+selection); rows I, V and plus are also scored every max(1, epochs // 20) epochs for the Fig. 6
+curves. Row `plus` (not run by default) is the `hicl-plus` preset, beyond the paper: row V on the
+`vote` stage's labels with class-balanced losses (README: Beyond the paper).
 
 Each row's mIoU is reported three ways, in percent, as the mean and the sample standard deviation
 (ddof=1) over seeds: the trainer's (classes present in the ground truth or the predictions),
@@ -30,6 +32,8 @@ Run: .venv/bin/python benchmarks/bench_quality.py [--jobs 2]
      longer schedule: -> benchmarks/results/table2-e80-rows-I-II-V.json and fig6-epochs-e80-rows-I-II-V.png)
      .venv/bin/python benchmarks/bench_quality.py --world-seed 1 --vlm-noise 1.5   (another world:
      -> benchmarks/results/table2-s1-n1.5.json; the world's suffix comes before the schedule's)
+     .venv/bin/python benchmarks/bench_quality.py --rows V,plus --out benchmarks/results/table2-plus.json
+     (row V against hicl-plus; V's runs are the default table's, reused)
      benchmarks/gpu_protocol.sh   (rows I, II, V on one CUDA GPU: --voxel-size 0.05 --batch-size 8
      --device cuda --epochs 84 --jobs 3 -> benchmarks/results/table2-gpu.json)
 """
@@ -69,10 +73,13 @@ from trainer.schedule import phase_starts  # noqa: E402
 from trainer.terms import switches  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-ROWS = ("I", "II", "III", "IV", "V")
-CURVE_ROWS = ("I", "V")
+ROWS = ("I", "II", "III", "IV", "V")  # Table 2's rows, the default
+PRESETS = {**{row: f"ablation-{row}" for row in ROWS}, "plus": "hicl-plus"}  # every row: its trainer preset
+CURVE_ROWS = ("I", "V", "plus")
 SWITCHES = ("intra_set", *switches())  # Table 2's columns: intra-set labels, then the loss terms' switches
 PAPER_TABLE2 = {"I": 28.8, "II": 31.1, "III": 32.1, "IV": 36.1, "V": 36.6}  # ScanNet val mIoU (%)
+ROW_NAMES = {"I": "baseline", "V": "full method", "plus": "hicl-plus"}
+BEYOND_PAPER = ("label_source", "class_balance", "cross_modal_weight")  # trainer keys the paper fixes
 SCHEDULE_KEYS = ("batch_size", "lr_3d", "samples_per_scene", "phase_reference_epochs",
                  "num_workers", "device")
 
@@ -275,7 +282,7 @@ def train_one(plan: Plan, row: str, seed: int, threads: int) -> dict[str, Any]:
         shutil.rmtree(run_dir)  # killed before its first checkpoint: start over
     start = time.perf_counter()
     sets = [arg for kv in overrides(plan, row, seed) for arg in ("--set", kv)]
-    run([str(BIN / "hicl-train"), "fit", "--config", f"ablation-{row}", *sets,
+    run([str(BIN / "hicl-train"), "fit", "--config", PRESETS[row], *sets,
          *(["--resume"] if resume else [])], plan.root / "logs" / f"{row}-s{seed}.log",
          env={"OMP_NUM_THREADS": str(threads), "COLUMNS": "200", "NO_COLOR": "1"})
     epochs = epoch_records(run_dir)
@@ -327,12 +334,12 @@ def print_table(rows: Mapping[str, Mapping[str, Any]], title: str) -> None:
         table.add_column(col, justify="left" if col == "row" else "right")
     for row, entry in rows.items():
         prev = entry.get("delta_vs_previous")
-        switches = load_config(f"ablation-{row}").to_dict()
+        switches = load_config(PRESETS[row]).to_dict()
         table.add_row(row, *("x" if switches[s] else "-" for s in SWITCHES),
                       cell({"mean": entry["miou_mean"], "std": entry["miou_std"]}),
                       ", ".join(f"{v:.2f}" for v in entry["per_seed"]),
                       "" if prev is None else f"{prev['mean']:+.2f}", cell(entry.get("miou_fixed_classes")),
-                      cell(entry.get("miou_observed")), f"{PAPER_TABLE2[row]:.1f}")
+                      cell(entry.get("miou_observed")), f"{PAPER_TABLE2[row]:.1f}" if row in PAPER_TABLE2 else "")
     Console().print(table)
 
 
@@ -348,15 +355,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
                         help=f"comma-separated seeds (default {','.join(map(str, FULL.seeds))})")
     parser.add_argument("--rows", type=lambda v: v.split(","), default=list(ROWS),
-                        help="comma-separated Table 2 rows (default I,II,III,IV,V)")
+                        help="comma-separated rows: Table 2's I-V (the default) and plus (hicl-plus)")
     parser.add_argument("--voxel-size", type=float, help=f"metres (default {VOXEL_SIZE})")
     parser.add_argument("--batch-size", type=int, help="rooms per step (default: the preset's, 4)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), help="trainer device (default: the preset's, cpu)")
     parser.add_argument("--out", type=Path, help="output JSON (default benchmarks/results/table2[-<world>]"
                                                  "[-<schedule>].json; Fig. 6 goes beside it)")
     args = parser.parse_args()
-    if unknown := sorted(set(args.rows) - set(ROWS)):
-        parser.error(f"--rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    if unknown := sorted(set(args.rows) - set(PRESETS)):
+        parser.error(f"--rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs: must be at least 1")
     if args.vlm_noise < 0:
@@ -365,7 +372,7 @@ def main() -> None:
         parser.error("--voxel-size: must be > 0")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size: must be at least 1")
-    rows_run = [r for r in ROWS if r in args.rows]
+    rows_run = [r for r in PRESETS if r in args.rows]
     curve_rows = [r for r in CURVE_ROWS if r in rows_run]
     plan = with_schedule(plan_for(World(args.world_seed, args.vlm_noise), args.quick), args.epochs, args.seeds,
                          rows_run, args.voxel_size, args.batch_size, args.device)
@@ -388,7 +395,7 @@ def main() -> None:
     train_scenes, val_scenes = plan.world.split("train"), plan.world.split("val")
     if curve_rows:
         plot_miou_curves(
-            plan.out_png, {f"row {r} ({'baseline' if r == 'I' else 'full method'}), mean +- std over "
+            plan.out_png, {f"row {r} ({ROW_NAMES[r]}), mean +- std over "
                            f"{len(plan.seeds)} seed(s)": curve_for_plot(curves[r]) for r in curve_rows},
             f"Fig. 6 on synthetic ScanNet: validation mIoU per epoch ({len(val_scenes)} rooms)",
             {"pseudo-labels voted onto points (classes in the ground truth)": labels["pseudo"]["miou"] / 100,
@@ -406,7 +413,9 @@ def main() -> None:
         "fixed_classes": classes,
         "maskclip3d_miou": labels["pseudo"]["miou"],
         "paper_table2_scannet_val": PAPER_TABLE2,
-        "switches": {row: {s: load_config(f"ablation-{row}").to_dict()[s] for s in SWITCHES} for row in rows_run},
+        "switches": {row: {s: load_config(PRESETS[row]).to_dict()[s] for s in SWITCHES} for row in rows_run},
+        "presets": {row: PRESETS[row] for row in rows_run},
+        "beyond_paper": {row: {k: load_config(PRESETS[row]).to_dict()[k] for k in BEYOND_PAPER} for row in rows_run},
         "curves": curves,
         "noise": labels["params"],
         "noise_lookalikes": [list(pair) for pair in SCANNET_LOOKALIKES],
@@ -415,7 +424,8 @@ def main() -> None:
         "schedule": {**schedule(plan), "curve_rows": curve_rows,
                      "curve_every_epochs": max(1, plan.epochs // 20),
                      "steps_per_epoch": steps_per_epoch, "steps_per_run": steps_per_epoch * plan.epochs,
-                     "phase_starts": list(phase_starts(cfg)), "label_source": "pseudo for row I, refine for II-V",
+                     "phase_starts": list(phase_starts(cfg)),
+                     "label_source": {row: load_config(PRESETS[row]).label_stage for row in rows_run},
                      "score": "last epoch, full point resolution, validation split", "seeds": list(plan.seeds)},
         "dataset": {"generator": f"{world['generator']['function']} (seed {plan.world.seed})",
                     "rooms": len(train_scenes) + len(val_scenes), "train_scenes": train_scenes,

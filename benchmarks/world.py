@@ -121,9 +121,9 @@ class World:
         return ["--set", f"features.noise_scale={format_noise(self.vlm_noise)}"]
 
     def pipeline_command(self) -> list[str]:
-        """The preprocessing call: every stage up to `refine`, and `text`."""
+        """The preprocessing call: every stage up to `refine` and `vote`, and `text`."""
         return [str(BIN / "hicl-pipeline"), "run", "--dataset", "synthetic-scannet", "--data-root",
-                self._rel(self.raw), "--store-root", self._rel(self.stores), "--stages", "text,refine",
+                self._rel(self.raw), "--store-root", self._rel(self.stores), "--stages", "text,refine,vote",
                 "--workers", "2", *self.pipeline_overrides()]
 
     def rooms_complete(self) -> bool:

@@ -173,3 +173,25 @@ def test_quality_rows_get_fixed_class_and_observed_miou(world):
     assert row["miou_fixed_classes"]["per_seed"] == pytest.approx([70 / 3, 30.0], abs=1e-3)  # c counts 0
     assert row["miou_observed"]["mean"] == pytest.approx(40.0)
     assert "miou_fixed_classes" not in quality.aggregate({"I": runs})["I"]
+
+
+def test_vote_options_change_only_their_option_and_paper_is_the_refine_rule(bench):
+    from pipeline.labels.refine import refine_labels
+
+    rng = np.random.default_rng(4)
+    n, pairs = 60, 300
+    scene = {"points": rng.random((n, 3)).astype(np.float32),
+             "normals": np.tile([0.0, 0.0, 1.0], (n, 1)).astype(np.float32),
+             "world_to_camera": np.stack([np.eye(4)] * 3), "faces": np.zeros((0, 3), np.int32),
+             "colors": np.zeros((n, 3), np.uint8)}
+    set_id = rng.integers(0, 6, n)
+    point = rng.integers(0, n, pairs)
+    offsets = np.array([0, 100, 200, 300])
+    label = rng.integers(0, 4, pairs).astype(np.uint8)
+    conf = rng.random(pairs).astype(np.float32)
+    options = {k: bench.VOTE_OPTIONS[k] for k in ("paper", "scene scope", "confidence weight")}
+    out = bench.option_labels(scene, set_id, label, conf, point, offsets, options, 4)
+    frames = np.repeat(np.arange(3), 100)
+    assert np.array_equal(out["paper"], refine_labels(label, set_id[point], frames))
+    assert np.array_equal(out["scene scope"], refine_labels(label, set_id[point], np.zeros(pairs, np.int64)))
+    assert not np.array_equal(out["confidence weight"], out["paper"])
