@@ -192,7 +192,8 @@ def test_whole_graph_runs_on_mesh_and_cloud(custom: Path, tmp_path: Path):
                     overrides={"scenes": {"image_size": [64, 80]}, "features": TINY, "text": TINY})
     reports = {r.name: r for r in run(load_graph(), cfg)}
     assert {n: (r.done, r.failed) for n, r in reports.items()} == {
-        n: (1 if n == "text" else 2, {}) for n in ("scenes", "text", "features", "pairs", "pseudo", "geosets", "refine")}
+        n: (1 if n == "text" else 2, {})
+        for n in ("scenes", "text", "features", "pairs", "pseudo", "geosets", "refine", "vote")}
     methods = {s: store.stage_attrs(cfg.store_root, "geosets", s)["method"] for s in ("room_mesh", "room_cloud")}
     assert methods == {"room_mesh": "felzenszwalb", "room_cloud": "vccs"}
     pairs = store.read_scene(cfg.store_root, "pairs", "room_cloud")["point"]

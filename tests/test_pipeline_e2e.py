@@ -46,7 +46,7 @@ def test_new_class_list_reuses_features_and_pairs(raw: Path, tmp_path: Path):
     second = _run(raw, tmp_path, "nuscenes16")
     assert {n: (r.done, r.skipped) for n, r in second.items()} == {
         "scenes": (0, 2), "features": (0, 2), "pairs": (0, 2), "geosets": (0, 2),
-        "text": (1, 0), "pseudo": (2, 0), "refine": (2, 0)}
+        "text": (1, 0), "pseudo": (2, 0), "refine": (2, 0), "vote": (2, 0)}
     assert store.read_scene(tmp_path, "pseudo", scene)["label"].max() < 16
     names = store.stage_attrs(tmp_path, "text", store.GLOBAL)["class_names"]
     assert len(names) == 16 and names[0] != "wall"
