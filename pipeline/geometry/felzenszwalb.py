@@ -99,15 +99,8 @@ def edge_weights(vertices: np.ndarray, normals: np.ndarray, a: np.ndarray,
 @numba.njit(cache=True)
 def color_distances(colors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """f32[E]: RGB distance of each edge's ends over the largest possible (255 sqrt 3)."""
-    scale = np.float32(1.0 / (255.0 * np.sqrt(3.0)))
-    d = np.empty(a.shape[0], dtype=np.float32)
-    for e in range(a.shape[0]):
-        i, j = a[e], b[e]
-        r = colors[i, 0] - colors[j, 0]
-        g = colors[i, 1] - colors[j, 1]
-        u = colors[i, 2] - colors[j, 2]
-        d[e] = np.sqrt(r * r + g * g + u * u) * scale
-    return d
+    diff = colors[a] - colors[b]
+    return (np.sqrt(np.sum(diff * diff, axis=1)) / np.float32(255.0 * np.sqrt(3.0))).astype(np.float32)
 
 
 @numba.njit(cache=True)
