@@ -348,7 +348,7 @@ def main() -> None:
                         help="TRAIN,VAL room counts (default 96,32)")
     parser.add_argument("--out", type=Path, help="output JSON (default benchmarks/results/labels[-<world>].json)")
     parser.add_argument("--no-options", action="store_true",
-                        help="skip the vote options (beyond the paper; minutes on the 32 validation rooms)")
+                        help="skip the vote options (beyond the paper; about 3 minutes on the 32 validation rooms)")
     args = parser.parse_args()
     if args.vlm_noise < 0:
         parser.error("--vlm-noise: must be >= 0")
