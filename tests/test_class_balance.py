@@ -64,9 +64,9 @@ def test_config_checks_the_new_keys():
         from_dict({"cross_modal_weight": 0})
     plus = load_config("hicl-plus")
     paper = load_config("scannet")
-    assert (plus.label_stage, plus.class_balance) == ("vote", 0.5)
+    assert (plus.label_stage, plus.class_balance) == ("refine", 0.25)
     differ = {k for k, v in plus.to_dict().items() if paper.to_dict()[k] != v}
-    assert differ == {"name", "label_source", "class_balance"}
+    assert differ == {"name", "class_balance"}
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +86,13 @@ def test_label_counts_are_the_supervising_pair_labels(plus_store):
     assert counts.tolist() == expected.tolist()
 
 
-def test_hicl_plus_keys_train_end_to_end(plus_store, tmp_path):
+def test_hicl_plus_and_every_new_key_train_end_to_end(plus_store, tmp_path):
     root, scenes = plus_store
     cfg = load_config("hicl-plus", [
         f"store_root={root}", f"runs_root={tmp_path}", "dataset=scannet", f"train_split={json.dumps(scenes)}",
         f"val_split={json.dumps(scenes)}", "voxel_size=0.2", "epochs=3", "phase_epochs=[2, 3]",
         "samples_per_scene=32", "transformer_depth=1", "num_workers=0", "device=cpu", "progress=false",
-        "batch_size=2", "cross_modal_weight=2.0"])
+        "batch_size=2", "cross_modal_weight=2.0", "label_source=vote"])
     summary = fit(cfg)
     records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if r["kind"] == "train"][-1]
