@@ -48,7 +48,7 @@ from world import REPO, World  # noqa: E402
 from pipeline import store  # noqa: E402
 from pipeline.labels.maskclip3d import point_majority  # noqa: E402
 from pipeline.labels.refine import refine_labels  # noqa: E402
-from pipeline.labels.vote import pair_weights, view_weights, vote_sets, weighted_set_vote  # noqa: E402
+from pipeline.labels.vote import vote_stage  # noqa: E402
 from pipeline.metrics import confusion_matrix, iou_per_class, unlabelled  # noqa: E402
 from pipeline.stages import stage_params  # noqa: E402
 
@@ -260,21 +260,11 @@ def score_world(world: World) -> dict[str, Any]:
 
 def option_labels(scene: Mapping[str, np.ndarray], set_id: np.ndarray, label: np.ndarray,
                   confidence: np.ndarray, point: np.ndarray, offsets: np.ndarray,
-                  options: Mapping[str, Mapping[str, Any]], num_classes: int) -> dict[str, np.ndarray]:
-    """Per option: every pair's label after the vote with that option's params over PAPER_VOTE."""
-    frame = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-    view = None
-    out = {}
-    for name, changes in options.items():
-        params = {**PAPER_VOTE, **changes}
-        if view is None and params["weight"] in ("view", "confidence_view"):
-            view = view_weights(scene["points"], scene["normals"], scene["world_to_camera"].astype(np.float64),
-                                point, frame)
-        sets = vote_sets(scene, set_id, params)
-        groups = frame if params["scope"] == "frame" else np.zeros(len(point), np.int64)
-        weights = pair_weights(params["weight"], confidence, params["min_confidence"], view)
-        out[name] = weighted_set_vote(label, weights, sets[point], groups, num_classes)
-    return out
+                  options: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Per option: every pair's label from the vote stage run with that option's params over PAPER_VOTE."""
+    inputs = {"scenes": scene, "pseudo": {"label": label, "confidence": confidence},
+              "geosets": {"set_id": set_id}, "pairs": {"point": point, "frame_offsets": offsets}}
+    return {name: vote_stage(inputs, {**PAPER_VOTE, **changes})["label"] for name, changes in options.items()}
 
 
 def score_options(world: World, options: Mapping[str, Mapping[str, Any]] = VOTE_OPTIONS) -> dict[str, Any]:
@@ -294,8 +284,8 @@ def score_options(world: World, options: Mapping[str, Mapping[str, Any]] = VOTE_
         pseudo = store.read_arrays(root, "pseudo", scene_id, ["label", "confidence"])
         set_id = store.read_arrays(root, "geosets", scene_id, ["set_id"])["set_id"]
         point = pairs["point"].astype(np.int64)
-        labels = option_labels(scene, set_id, pseudo["label"], pseudo["confidence"].astype(np.float32), point,
-                               pairs["frame_offsets"].astype(np.int64), options, num_classes)
+        labels = option_labels(scene, set_id, pseudo["label"], pseudo["confidence"], point,
+                               pairs["frame_offsets"], options)
         for name, values in labels.items():
             for key, value in label_confusions(values, point, gt, num_classes).items():
                 totals[name][key] += value

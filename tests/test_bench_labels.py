@@ -190,7 +190,7 @@ def test_vote_options_change_only_their_option_and_paper_is_the_refine_rule(benc
     label = rng.integers(0, 4, pairs).astype(np.uint8)
     conf = rng.random(pairs).astype(np.float32)
     options = {k: bench.VOTE_OPTIONS[k] for k in ("paper", "scene scope", "confidence weight")}
-    out = bench.option_labels(scene, set_id, label, conf, point, offsets, options, 4)
+    out = bench.option_labels(scene, set_id, label, conf, point, offsets, options)
     frames = np.repeat(np.arange(3), 100)
     assert np.array_equal(out["paper"], refine_labels(label, set_id[point], frames))
     assert np.array_equal(out["scene scope"], refine_labels(label, set_id[point], np.zeros(pairs, np.int64)))

@@ -68,6 +68,27 @@ def _vote(labels: np.ndarray, sets: np.ndarray, groups: np.ndarray, n_sets: int,
     return out
 
 
+def scope_groups(offsets: np.ndarray, scope: str) -> np.ndarray:
+    """i64[P]: each pair's vote group, its frame (scope `frame`) or 0 for all (scope `scene`)."""
+    if scope == "frame":
+        return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    if scope == "scene":
+        return np.zeros(int(offsets[-1]), dtype=np.int64)
+    raise SceneError(f"scope must be 'frame' or 'scene', got {scope!r}")
+
+
+def check_pair_labels(label: np.ndarray, point: np.ndarray, offsets: np.ndarray, num_points: int) -> None:
+    """SceneError unless there is one label per pair, frame_offsets rise from 0 to the pair
+    count and every pair's point is one of the scene's `num_points`."""
+    if label.shape != point.shape:
+        raise SceneError(f"pseudo labels ({label.shape[0]}) and pairs ({point.shape[0]}) differ in length")
+    if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(point) \
+            or np.any(np.diff(offsets) < 0):
+        raise SceneError(f"frame_offsets must rise from 0 to the pair count {len(point)}")
+    if len(point) and (point.min() < 0 or point.max() >= num_points):
+        raise SceneError(f"pair point indices fall outside the {num_points} points of the scene")
+
+
 def refine_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
                  params: Mapping[str, Any]) -> dict[str, Any]:
     """Per-scene stage: refined pseudo label per pair by voting within sets per frame or scene."""
@@ -75,18 +96,5 @@ def refine_stage(inputs: Mapping[str, Mapping[str, np.ndarray]],
     point = np.asarray(inputs["pairs"]["point"])
     offsets = np.asarray(inputs["pairs"]["frame_offsets"], dtype=np.int64)
     set_id = np.asarray(inputs["geosets"]["set_id"])
-    scope = params["scope"]
-    if label.shape != point.shape:
-        raise SceneError(f"pseudo labels ({label.shape[0]}) and pairs ({point.shape[0]}) differ in length")
-    if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(point) \
-            or np.any(np.diff(offsets) < 0):
-        raise SceneError(f"frame_offsets must rise from 0 to the pair count {len(point)}")
-    if len(point) and (point.min() < 0 or point.max() >= len(set_id)):
-        raise SceneError(f"pair point indices fall outside the {len(set_id)} points of the scene")
-    if scope == "frame":
-        groups = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-    elif scope == "scene":
-        groups = np.zeros(len(point), dtype=np.int64)
-    else:
-        raise SceneError(f"refine scope must be 'frame' or 'scene', got {scope!r}")
-    return {"label": refine_labels(label, set_id[point], groups)}
+    check_pair_labels(label, point, offsets, len(set_id))
+    return {"label": refine_labels(label, set_id[point], scope_groups(offsets, params["scope"]))}

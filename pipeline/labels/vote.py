@@ -24,8 +24,10 @@ import numpy as np
 from pipeline.errors import SceneError
 from pipeline.geometry.felzenszwalb import segment_mesh
 from pipeline.geometry.sets import split_sets
+from pipeline.labels.refine import check_pair_labels, scope_groups
 
 WEIGHTS = ("count", "confidence", "view", "confidence_view")
+VIEW_WEIGHTS = ("view", "confidence_view")  # the weights that need the viewing geometry
 
 
 def view_weights(points: np.ndarray, normals: np.ndarray, world_to_camera: np.ndarray,
@@ -46,7 +48,7 @@ def pair_weights(weight: str, confidence: np.ndarray, min_confidence: float,
         raise ValueError(f"vote weight must be one of {', '.join(WEIGHTS)}, got {weight!r}")
     conf = np.asarray(confidence, dtype=np.float64)
     out = conf.copy() if weight in ("confidence", "confidence_view") else np.ones(len(conf))
-    if weight in ("view", "confidence_view"):
+    if weight in VIEW_WEIGHTS:
         if view is None:
             raise ValueError(f"vote weight {weight!r} needs the pairs' viewing geometry")
         out *= view
@@ -100,20 +102,16 @@ def vote_stage(inputs: Mapping[str, Mapping[str, np.ndarray]], params: Mapping[s
     point = np.asarray(inputs["pairs"]["point"]).astype(np.int64)
     offsets = np.asarray(inputs["pairs"]["frame_offsets"], dtype=np.int64)
     scene = inputs["scenes"]
+    check_pair_labels(label, point, offsets, len(inputs["geosets"]["set_id"]))
+    if confidence.shape != label.shape:
+        raise SceneError(f"pseudo confidences ({confidence.shape[0]}) and labels ({label.shape[0]}) differ in length")
     set_id = vote_sets(scene, np.asarray(inputs["geosets"]["set_id"]), params)
-    if not label.shape == confidence.shape == point.shape:
-        raise SceneError(f"pseudo labels ({label.shape[0]}), confidences ({confidence.shape[0]}) and "
-                         f"pairs ({point.shape[0]}) differ in length")
-    if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(point):
-        raise SceneError(f"frame_offsets must rise from 0 to the pair count {len(point)}")
-    if len(point) and (point.min() < 0 or point.max() >= len(set_id)):
-        raise SceneError(f"pair point indices fall outside the {len(set_id)} points of the scene")
-    frame = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
     view = None
-    if params["weight"] in ("view", "confidence_view"):
+    if params["weight"] in VIEW_WEIGHTS:
+        frame = scope_groups(offsets, "frame")
         view = view_weights(np.asarray(scene["points"]), np.asarray(scene["normals"]),
                             np.asarray(scene["world_to_camera"], np.float64), point, frame)
     weights = pair_weights(params["weight"], confidence, params["min_confidence"], view)
-    groups = frame if params["scope"] == "frame" else np.zeros(len(point), np.int64)
-    num_classes = max(int(label.max()) + 1 if len(label) else 1, 1)
-    return {"label": weighted_set_vote(label, weights, set_id[point], groups, num_classes)}
+    num_classes = int(label.max()) + 1 if len(label) else 1
+    return {"label": weighted_set_vote(label, weights, set_id[point], scope_groups(offsets, params["scope"]),
+                                       num_classes)}
