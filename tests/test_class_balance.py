@@ -18,6 +18,7 @@ from trainer.distributed import Context
 from trainer.engine import fit, step_loss
 from trainer.losses import class_weights, correlation_ce, cross_modal_ce
 from trainer.synthetic import write_synthetic_store
+from trainer.terms import term_weights
 
 
 def test_class_weights_grow_for_rare_classes_and_average_one_over_the_labels():
@@ -54,6 +55,7 @@ def test_term_weights_scale_only_their_term_in_the_step_loss():
     weighted, weighted_values = step_loss(one, losses, counts, {"cross_modal": 3.0})
     assert float(plain) == pytest.approx(3.0) and float(weighted) == pytest.approx(5.0)
     assert values == weighted_values  # the logged terms stay unweighted
+    assert term_weights(from_dict({"cross_modal_weight": 3.0})) == {"cross_modal": 3.0}  # the table's row
 
 
 def test_config_checks_the_new_keys():

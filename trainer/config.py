@@ -31,7 +31,6 @@ from trainer.backbones import BACKBONES
 from trainer.channels import CHANNELS, dataset_channels
 
 PRESETS = Path(__file__).resolve().parent / "presets"
-LABEL_SOURCES = ("auto", "pseudo", "refine", "vote", "gt")
 
 
 class ConfigError(ValueError):

@@ -33,7 +33,7 @@ from trainer.me_compat import ME
 from trainer.models import Correlation, PointEncoder, input_channels, signature
 from trainer.runlog import RunLog
 from trainer.schedule import ActiveTerms, active_terms
-from trainer.terms import TermInputs, element_count, term_named, term_names
+from trainer.terms import TermInputs, element_count, term_named, term_names, term_weights
 
 
 def pick_device(name: str) -> torch.device:
@@ -100,11 +100,11 @@ def element_counts(batch: Batch | None, losses: dict[str, torch.Tensor]) -> dict
 
 
 def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor], counts: dict[str, int],
-              term_weights: dict[str, float] | None = None) -> tuple[torch.Tensor | None, dict[str, float]]:
+              weights: dict[str, float] | None = None) -> tuple[torch.Tensor | None, dict[str, float]]:
     """This process's part of the step loss, and the step's term values over all processes.
 
     The step loss is the mean of the terms computed anywhere in the global batch, each term the
-    mean over all its elements (times its weight in `term_weights`, 1 where absent); a process
+    mean over all its elements (times its weight in `weights`, 1 where absent); a process
     weights its terms by its share of their elements, so the parts sum to the loss of one process
     over the whole batch. The part is None where this process computed no term; the values
     (unweighted) are empty where no process did (the step is skipped).
@@ -115,7 +115,7 @@ def step_loss(ctx: distributed.Context, losses: dict[str, torch.Tensor], counts:
     reduced = distributed.all_sum(ctx, torch.tensor(local, dtype=torch.float64, device=ctx.device)).tolist()
     totals, sums = dict(zip(names, reduced[:len(names)], strict=True)), reduced[len(names):]
     values = {n: s / totals[n] for n, s in zip(names, sums, strict=True) if totals[n] > 0}
-    weight = term_weights or {}
+    weight = weights or {}
     parts = [losses[n] * (counts[n] / totals[n]) * weight.get(n, 1.0) for n in losses]
     return (torch.stack(parts).sum() / len(values) if parts else None), values
 
@@ -285,7 +285,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
     weights = None
     if cfg.class_balance > 0:
         weights = class_weights(torch.from_numpy(train_set.label_counts()), cfg.class_balance).to(device)
-    term_weights = {"cross_modal": cfg.cross_modal_weight}
+    weights_by_term = term_weights(cfg)
     optimizers = build_optimizers(cfg, models, cfg.epochs * len(loader))
     start, step, best = 1, 0, -math.inf
     if resume:
@@ -310,7 +310,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
             for batch in loader:
                 losses = ({} if batch is None else
                           compute_losses(models, batch.to(device), terms, cfg.feedback_temperature, weights))
-                part, values = step_loss(ctx, losses, element_counts(batch, losses), term_weights)
+                part, values = step_loss(ctx, losses, element_counts(batch, losses), weights_by_term)
                 if values:  # else no process has a loss term in this batch: nothing to learn
                     optimizers.zero_grad()
                     if part is not None:

@@ -2,8 +2,9 @@
 over, the config switch that enables it and its function.
 
 The schedule picks an epoch's rows from here, the engine computes them in table order and weights
-each by its share of the batch's elements, the run logs name them, and the quality benchmark
-reads the switches. Adding a term is one row and its function.
+each by its share of the batch's elements (and by its config weight, where a row names one), the
+run logs name them, and the quality benchmark reads the switches. Adding a term is one row and its
+function.
 """
 from __future__ import annotations
 
@@ -79,10 +80,11 @@ class LossTerm:
     switch: str | None                      # TrainConfig bool that enables it; None: always on
     loss: Callable[[TermInputs], torch.Tensor]
     needs_any: tuple[str, ...] = ()         # on only while one of these earlier terms is on
+    weight: str | None = None               # TrainConfig float scaling it in the step loss; None: 1
 
 
 TERMS: tuple[LossTerm, ...] = (
-    LossTerm("cross_modal", "Eq. 1", 1, "pair_voxel", None, cross_modal_term),
+    LossTerm("cross_modal", "Eq. 1", 1, "pair_voxel", None, cross_modal_term, weight="cross_modal_weight"),
     LossTerm("intra_scene", "Eq. 4 (Eq. 3)", 2, "sample_voxel", "intra_scene", intra_scene_term),
     LossTerm("inter_scene", "Eq. 4 (Eq. 7)", 2, "sample_voxel", "inter_scene", inter_scene_term),
     # the transformers' output is its teacher: without one it stays off
@@ -110,6 +112,11 @@ def select(cfg: TrainConfig, phase: int) -> tuple[LossTerm, ...]:
         if switched and taught and term.first_phase <= phase:
             chosen.append(term)
     return tuple(chosen)
+
+
+def term_weights(cfg: TrainConfig) -> dict[str, float]:
+    """Each weighted row's weight in the step loss, from its config key (the others weigh 1)."""
+    return {term.name: getattr(cfg, term.weight) for term in TERMS if term.weight is not None}
 
 
 def uses_samples(cfg: TrainConfig) -> bool:
