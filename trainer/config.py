@@ -86,6 +86,10 @@ class TrainConfig:
     class_balance: float = _doc(
         "beyond the paper: CE weight of class c in Eq. 1 and Eq. 4 is (share of c among the training "
         "pair labels)^-class_balance, normalised to mean 1 over the pairs; 0 = unweighted (the paper)", 0.0)
+    soft_targets: bool = _doc(
+        "beyond the paper: Eq. 1 and Eq. 4 against each geometric set's distribution of the pair labels "
+        "over the scene instead of each pair's label (with label_source pseudo: the distribution whose "
+        "mode the refine stage keeps)", False)
     cross_modal_weight: float = _doc(
         "beyond the paper: Eq. 1's weight in the step loss, the mean of the active terms "
         "(Sec. 3.4 weighs every term 1)", 1.0)

@@ -4,7 +4,9 @@ One item is one scene, read array by array from lazy Zarr handles opened in the 
 reads it (no store is read whole; at most one scene per item is in memory). Training items
 carry the pairs mapped to voxels (each pair's point -> its voxel, keeping the pair's label)
 and the voxels sampled for the correlation transformers; evaluation items carry the
-point -> voxel inverse map and ground truth for full-resolution metrics.
+point -> voxel inverse map and ground truth for full-resolution metrics. With `soft_targets`
+(beyond the paper) training items also carry each voxel's summed soft per-set targets
+(trainer/targets.py) and the sampled voxels' normalised ones.
 
 A sampled voxel's label is the majority label of its pairs (ties -> lowest class id); voxels
 without pairs have no label and are never sampled. A voxel's set id is its representative
@@ -33,6 +35,7 @@ from trainer.channels import point_features
 from trainer.config import ConfigError, TrainConfig
 from trainer.me_compat import ME
 from trainer.sampling import sample_by_set
+from trainer.targets import voxel_target_mass
 
 
 def read_text(store_root: str, stage: str) -> tuple[np.ndarray, list[str]]:
@@ -192,11 +195,19 @@ class SceneDataset(Dataset):
             return item
         point, label = self._pairs(scene, arrays.get("labels"))
         item["pair_voxel"], item["pair_label"] = inverse[point], label
+        if not (cfg.uses_samples or cfg.soft_targets):
+            return item
+        set_id = self._read("geosets", scene, ["set_id"])["set_id"]
+        mass = None
+        if cfg.soft_targets:
+            mass = voxel_target_mass(inverse[point], set_id[point], label, len(coords), self.num_classes)
+            item["voxel_target"] = mass
         if cfg.uses_samples:
-            set_id = self._read("geosets", scene, ["set_id"])["set_id"]
             voxel_label = majority_label(inverse[point], label, len(coords), self.num_classes)
             chosen = sample_by_set(set_id[unique], voxel_label >= 0, cfg.samples_per_scene, rng)
             item["sample_voxel"], item["sample_label"] = chosen, voxel_label[chosen]
+            if mass is not None:
+                item["sample_target"] = mass[chosen] / mass[chosen].sum(1, keepdims=True)
         return item
 
 
@@ -244,6 +255,8 @@ class Batch:
     sample_voxel: torch.Tensor | None = None  # i64[S]
     sample_label: torch.Tensor | None = None  # i64[S]
     sample_offsets: torch.Tensor | None = None  # i64[B+1]
+    voxel_target: torch.Tensor | None = None  # f32[V, C] summed soft targets of each voxel's pairs
+    sample_target: torch.Tensor | None = None  # f32[S, C] soft target of each sampled voxel
     inverse: torch.Tensor | None = None       # i64[N] point -> voxel
     point_labels: torch.Tensor | None = None  # i64[N]
     point_offsets: torch.Tensor | None = None  # i64[B+1]
@@ -288,6 +301,9 @@ def collate(items: Sequence[dict[str, Any]]) -> Batch | None:
         batch.sample_voxel = _cat(items, "sample_voxel", offsets)
         batch.sample_label = _cat(items, "sample_label")
         batch.sample_offsets = _offsets([len(item["sample_voxel"]) for item in items])
+    for key in ("voxel_target", "sample_target"):
+        if key in items[0]:
+            setattr(batch, key, _cat(items, key))
     if "inverse" in items[0]:
         batch.inverse = _cat(items, "inverse", offsets)
         batch.point_labels = _cat(items, "point_labels")

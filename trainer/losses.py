@@ -29,6 +29,13 @@ def weighted_mean(losses: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     return losses.mean() if weights is None else (losses * weights[labels]).mean()
 
 
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """sum(target * weight_c * -log softmax(logits)) / sum(target): with one-hot rows, the
+    weighted mean CE; `target` rows may be distributions or summed ones (a row per voxel)."""
+    mass = target if weights is None else target * weights
+    return -(mass * F.log_softmax(logits, dim=1)).sum() / target.sum().clamp(min=1e-12)
+
+
 def cross_modal_ce(features: torch.Tensor, text: torch.Tensor, pair_index: torch.Tensor,
                    pair_labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 1
     """Mean CE over pairs (point `pair_index[k]`, label `pair_labels[k]`) of <f, T> logits.
@@ -38,6 +45,13 @@ def cross_modal_ce(features: torch.Tensor, text: torch.Tensor, pair_index: torch
     """
     log_prob = F.log_softmax(class_logits(features, text), dim=1)
     return weighted_mean(-log_prob[pair_index, pair_labels], pair_labels, weights)
+
+
+def cross_modal_soft_ce(features: torch.Tensor, text: torch.Tensor, voxel_target: torch.Tensor,
+                        weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 1
+    """Eq. 1 against soft per-set targets (beyond the paper): `voxel_target` sums the pairs' targets
+    per voxel, so this is the mean over pairs of each pair's soft CE."""
+    return soft_cross_entropy(class_logits(features, text), voxel_target, weights)
 
 
 def correlation_ce(aggregated: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
@@ -58,3 +72,9 @@ def feedback_kl(student: torch.Tensor, teacher: torch.Tensor, text: torch.Tensor
     log_student = F.log_softmax(class_logits(student, text) / temperature, dim=1)
     log_teacher = F.log_softmax(class_logits(teacher.detach(), text) / temperature, dim=1)
     return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+
+
+def correlation_soft_ce(aggregated: torch.Tensor, text: torch.Tensor, targets: torch.Tensor,
+                        weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 4
+    """Eq. 4 against soft per-set targets f32[S, C] (beyond the paper)."""
+    return soft_cross_entropy(class_logits(aggregated, text), targets, weights)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainer.config import TrainConfig
-from trainer.losses import correlation_ce, cross_modal_ce, feedback_kl
+from trainer.losses import (
+    correlation_ce,
+    correlation_soft_ce,
+    cross_modal_ce,
+    cross_modal_soft_ce,
+    feedback_kl,
+)
 
 if TYPE_CHECKING:
     from trainer.data import Batch
@@ -49,18 +55,27 @@ class TermInputs:
 
 
 def cross_modal_term(x: TermInputs) -> torch.Tensor:  # Eq. 1
-    """Eq. 1 over every pair of the batch."""
+    """Eq. 1 over every pair of the batch (against soft targets where the batch has them)."""
+    if x.batch.voxel_target is not None:
+        return cross_modal_soft_ce(x.features, x.text, x.batch.voxel_target, x.class_weights)
     return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label, x.class_weights)
+
+
+def correlation_term(x: TermInputs, transformer: str) -> torch.Tensor:  # Eq. 4
+    """Eq. 4 on one transformer's output (against soft targets where the batch has them)."""
+    if x.batch.sample_target is not None:
+        return correlation_soft_ce(x.aggregated[transformer], x.text, x.batch.sample_target, x.class_weights)
+    return correlation_ce(x.aggregated[transformer], x.text, x.batch.sample_label, x.class_weights)
 
 
 def intra_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 3
     """Eq. 4 on the intra-scene transformer's output."""
-    return correlation_ce(x.aggregated["intra"], x.text, x.batch.sample_label, x.class_weights)
+    return correlation_term(x, "intra")
 
 
 def inter_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 7
     """Eq. 4 on the inter-scene transformer's output."""
-    return correlation_ce(x.aggregated["inter"], x.text, x.batch.sample_label, x.class_weights)
+    return correlation_term(x, "inter")
 
 
 def feedback_term(x: TermInputs) -> torch.Tensor:  # Eq. 8
