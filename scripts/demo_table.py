@@ -13,7 +13,8 @@ def main(run_dir: Path) -> None:
     """Per-class IoU and mIoU of each method found in `run_dir`, in percent."""
     rows = [("MaskCLIP-3D (pseudo-labels voted onto points)", "maskclip3d.json"),
             ("CLIP2Scene-style baseline (Table 2 row I)", "baseline.json"),
-            ("Full method (Table 2 row V)", "full.json")]
+            ("Full method (Table 2 row V)", "full.json"),
+            ("hicl-plus (beyond the paper)", "plus.json")]
     results = [(title, json.loads((run_dir / name).read_text())) for title, name in rows]
     classes = [c for c in results[0][1]["iou"] if any(r["iou"].get(c) is not None for _, r in results)]
     table = Table(title=f"synthetic ScanNet, validation scenes (IoU %); results in {run_dir}")

@@ -101,3 +101,15 @@ def test_hicl_plus_and_every_new_key_train_end_to_end(plus_store, tmp_path):
     assert set(last) >= {"cross_modal", "intra_scene", "inter_scene", "feedback"}
     assert all(math.isfinite(r["loss"]) for r in records if r["kind"] == "train")
     assert 0.0 <= summary["best_miou"] <= 1.0
+
+
+def test_presets_diff_gives_the_demo_hicl_plus_keys_beyond_the_paper(capsys):
+    from trainer.presets_diff import main, preset_overrides
+
+    assert preset_overrides("hicl-plus", "scannet") == [f"class_balance={load_config('hicl-plus').class_balance}"]
+    main(["hicl-plus", "scannet"])
+    assert capsys.readouterr().out.split() == ["--set", "class_balance=0.25"]
+    with pytest.raises(SystemExit, match="sets nothing beyond"):
+        main(["scannet", "scannet"])
+    with pytest.raises(SystemExit, match="neither a file nor a preset"):
+        main(["hicl-pluss", "scannet"])
