@@ -16,7 +16,7 @@ from trainer.config import ConfigError, from_dict, load_config
 from trainer.data import SceneDataset
 from trainer.distributed import Context
 from trainer.engine import fit, step_loss
-from trainer.losses import class_weights, correlation_ce, cross_modal_ce
+from trainer.losses import class_weights, correlation_ce, cross_modal_ce, logit_adjustment
 from trainer.synthetic import write_synthetic_store
 from trainer.terms import term_weights
 
@@ -94,7 +94,7 @@ def test_hicl_plus_and_every_new_key_train_end_to_end(plus_store, tmp_path):
         f"store_root={root}", f"runs_root={tmp_path}", "dataset=scannet", f"train_split={json.dumps(scenes)}",
         f"val_split={json.dumps(scenes)}", "voxel_size=0.2", "epochs=3", "phase_epochs=[2, 3]",
         "samples_per_scene=32", "transformer_depth=1", "num_workers=0", "device=cpu", "progress=false",
-        "batch_size=2", "cross_modal_weight=2.0", "label_source=vote"])
+        "batch_size=2", "cross_modal_weight=2.0", "label_source=vote", "logit_adjustment=0.5"])
     summary = fit(cfg)
     records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if r["kind"] == "train"][-1]
@@ -113,3 +113,20 @@ def test_presets_diff_gives_the_demo_hicl_plus_keys_beyond_the_paper(capsys):
         main(["scannet", "scannet"])
     with pytest.raises(SystemExit, match="neither a file nor a preset"):
         main(["hicl-pluss", "scannet"])
+
+
+def test_logit_adjustment_offsets_training_logits_by_the_label_shares():
+    counts = torch.tensor([900, 100, 0, 25])
+    offset = logit_adjustment(counts, 0.5)
+    share = counts / counts.sum()
+    assert torch.allclose(offset[[0, 1, 3]], 0.5 * torch.log(share[[0, 1, 3]]))
+    assert offset[2] == 0  # unlabelled: not raised at inference
+    assert torch.equal(logit_adjustment(counts, 0.0), torch.zeros(4))
+    torch.manual_seed(1)
+    features, text = torch.randn(6, 8), torch.randn(4, 8)
+    index, labels = torch.tensor([0, 1, 2, 5]), torch.tensor([0, 3, 1, 1])
+    expected = F.cross_entropy((features @ text.t() + offset)[index], labels)
+    assert float(cross_modal_ce(features, text, index, labels, None, offset)) == pytest.approx(float(expected))
+    assert float(correlation_ce(features[index], text, labels, None, offset)) == pytest.approx(float(expected))
+    with pytest.raises(ConfigError, match="logit_adjustment"):
+        from_dict({"logit_adjustment": -1})

@@ -86,6 +86,9 @@ class TrainConfig:
     class_balance: float = _doc(
         "beyond the paper: CE weight of class c in Eq. 1 and Eq. 4 is (share of c among the training "
         "pair labels)^-class_balance, normalised to mean 1 over the pairs; 0 = unweighted (the paper)", 0.0)
+    logit_adjustment: float = _doc(
+        "beyond the paper: tau of logit adjustment, tau * log(share of c among the training pair "
+        "labels) added to class c's logits in Eq. 1 and Eq. 4 during training only; 0 = off (the paper)", 0.0)
     soft_targets: bool = _doc(
         "beyond the paper: Eq. 1 and Eq. 4 against each geometric set's distribution of the pair labels "
         "over the scene instead of each pair's label (with label_source pseudo: the distribution whose "
@@ -213,6 +216,8 @@ def _check_values(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}: must be > 0, got {getattr(cfg, key)}")
     if not 0 <= cfg.class_balance <= 1:
         raise ConfigError(f"class_balance: must be in [0, 1], got {cfg.class_balance}")
+    if not 0 <= cfg.logit_adjustment <= 2:
+        raise ConfigError(f"logit_adjustment: must be in [0, 2], got {cfg.logit_adjustment}")
     if cfg.num_workers < 0 or cfg.eval_every < 0:
         raise ConfigError("num_workers and eval_every must be >= 0")
     if len(cfg.phase_epochs) != 2 or not 1 <= cfg.phase_epochs[0] <= cfg.phase_epochs[1]:

@@ -28,7 +28,7 @@ from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou, miou_by_
 from trainer import checkpoint, distributed
 from trainer.config import ConfigError, TrainConfig, from_dict, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
-from trainer.losses import class_weights
+from trainer.losses import class_weights, logit_adjustment
 from trainer.me_compat import ME
 from trainer.models import Correlation, PointEncoder, input_channels, signature
 from trainer.runlog import RunLog
@@ -86,11 +86,13 @@ def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None
 
 
 def compute_losses(models: Models, batch: Batch, terms: ActiveTerms, temperature: float,
-                   class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   class_weights: torch.Tensor | None = None,
+                   logit_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The active loss terms of one batch, in table order (a term without elements, e.g. no
-    pairs, is left out); the 3D model runs on every batch. `class_weights`: see class_balance."""
+    pairs, is left out); the 3D model runs on every batch. `class_weights`: see class_balance;
+    `logit_offset`: see logit_adjustment."""
     inputs = TermInputs(models.text, models.encoder(batch.coords, batch.feats), batch,
-                        models.correlation, temperature, class_weights)
+                        models.correlation, temperature, class_weights, logit_offset)
     return {term.name: term.loss(inputs) for term in terms.terms if element_count(batch, term)}
 
 
@@ -282,9 +284,13 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
         val = eval_loader(cfg, ctx.shard(resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")),
                           num_classes)
     groups = store_class_groups(cfg)
-    weights = None
-    if cfg.class_balance > 0:
-        weights = class_weights(torch.from_numpy(train_set.label_counts()), cfg.class_balance).to(device)
+    weights = offset = None
+    if cfg.class_balance > 0 or cfg.logit_adjustment > 0:
+        counts = torch.from_numpy(train_set.label_counts())
+        if cfg.class_balance > 0:
+            weights = class_weights(counts, cfg.class_balance).to(device)
+        if cfg.logit_adjustment > 0:
+            offset = logit_adjustment(counts, cfg.logit_adjustment).to(device)
     weights_by_term = term_weights(cfg)
     optimizers = build_optimizers(cfg, models, cfg.epochs * len(loader))
     start, step, best = 1, 0, -math.inf
@@ -309,7 +315,8 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
             epoch_start, total, steps = time.perf_counter(), 0.0, 0
             for batch in loader:
                 losses = ({} if batch is None else
-                          compute_losses(models, batch.to(device), terms, cfg.feedback_temperature, weights))
+                          compute_losses(models, batch.to(device), terms, cfg.feedback_temperature, weights,
+                                         offset))
                 part, values = step_loss(ctx, losses, element_counts(batch, losses), weights_by_term)
                 if values:  # else no process has a loss term in this batch: nothing to learn
                     optimizers.zero_grad()

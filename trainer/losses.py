@@ -24,6 +24,22 @@ def class_weights(counts: torch.Tensor, power: float) -> torch.Tensor:
     return (weights / (share * weights).sum().clamp(min=1e-12)).to(torch.float32)
 
 
+def logit_adjustment(counts: torch.Tensor, tau: float) -> torch.Tensor:
+    """f32[C]: tau * log(share_c), added to the training logits of Eq. 1 and Eq. 4 (beyond the
+    paper; logit adjustment, Menon et al., ICLR 2021): a rare class has to win by a margin in
+    training, so the unadjusted logits that inference uses favour it. A class without labels gets
+    0, the offset of a class holding every label: nothing teaches it, so inference must not raise
+    it. tau 0 gives 0 for every class."""
+    counts = counts.to(torch.float64)
+    share = counts / counts.sum().clamp(min=1)
+    return (tau * torch.log(torch.where(counts > 0, share, torch.ones_like(share)))).to(torch.float32)
+
+
+def adjusted(logits: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
+    """Training logits plus the per-class `offset` (logit adjustment; None: unchanged)."""
+    return logits if offset is None else logits + offset
+
+
 def weighted_mean(losses: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """Mean of per-element losses, each times its label's class weight (None: unweighted)."""
     return losses.mean() if weights is None else (losses * weights[labels]).mean()
@@ -37,28 +53,32 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torc
 
 
 def cross_modal_ce(features: torch.Tensor, text: torch.Tensor, pair_index: torch.Tensor,
-                   pair_labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 1
+                   pair_labels: torch.Tensor, weights: torch.Tensor | None = None,
+                   offset: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 1
     """Mean CE over pairs (point `pair_index[k]`, label `pair_labels[k]`) of <f, T> logits.
 
     Logits are computed once per point and gathered per pair, so a point seen in many
-    frames costs one row of features, not one per pair. `weights` (beyond the paper): per class.
+    frames costs one row of features, not one per pair. `weights` and `offset` (beyond the
+    paper): per-class CE weights and logit adjustment.
     """
-    log_prob = F.log_softmax(class_logits(features, text), dim=1)
+    log_prob = F.log_softmax(adjusted(class_logits(features, text), offset), dim=1)
     return weighted_mean(-log_prob[pair_index, pair_labels], pair_labels, weights)
 
 
 def cross_modal_soft_ce(features: torch.Tensor, text: torch.Tensor, voxel_target: torch.Tensor,
-                        weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 1
+                        weights: torch.Tensor | None = None, offset: torch.Tensor | None = None
+                        ) -> torch.Tensor:  # Eq. 1
     """Eq. 1 against soft per-set targets (beyond the paper): `voxel_target` sums the pairs' targets
     per voxel, so this is the mean over pairs of each pair's soft CE."""
-    return soft_cross_entropy(class_logits(features, text), voxel_target, weights)
+    return soft_cross_entropy(adjusted(class_logits(features, text), offset), voxel_target, weights)
 
 
 def correlation_ce(aggregated: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 4
+                   weights: torch.Tensor | None = None, offset: torch.Tensor | None = None
+                   ) -> torch.Tensor:  # Eq. 4
     """Mean CE of the transformer's aggregated features f^_m against refined labels l^_m
-    (`weights`, beyond the paper: per class)."""
-    losses = F.cross_entropy(class_logits(aggregated, text), labels, reduction="none")
+    (`weights` and `offset`, beyond the paper: per-class CE weights and logit adjustment)."""
+    losses = F.cross_entropy(adjusted(class_logits(aggregated, text), offset), labels, reduction="none")
     return weighted_mean(losses, labels, weights)
 
 
@@ -75,6 +95,7 @@ def feedback_kl(student: torch.Tensor, teacher: torch.Tensor, text: torch.Tensor
 
 
 def correlation_soft_ce(aggregated: torch.Tensor, text: torch.Tensor, targets: torch.Tensor,
-                        weights: torch.Tensor | None = None) -> torch.Tensor:  # Eq. 4
+                        weights: torch.Tensor | None = None, offset: torch.Tensor | None = None
+                        ) -> torch.Tensor:  # Eq. 4
     """Eq. 4 against soft per-set targets f32[S, C] (beyond the paper)."""
-    return soft_cross_entropy(class_logits(aggregated, text), targets, weights)
+    return soft_cross_entropy(adjusted(class_logits(aggregated, text), offset), targets, weights)

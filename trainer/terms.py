@@ -42,6 +42,7 @@ class TermInputs:
     correlation: Correlation
     temperature: float       # of both distributions in Eq. 8
     class_weights: torch.Tensor | None = None  # f32[C] CE weight per class (class_balance), None: off
+    logit_offset: torch.Tensor | None = None   # f32[C] training logit offset (logit_adjustment), None: off
 
     @cached_property
     def sampled(self) -> torch.Tensor:
@@ -57,15 +58,18 @@ class TermInputs:
 def cross_modal_term(x: TermInputs) -> torch.Tensor:  # Eq. 1
     """Eq. 1 over every pair of the batch (against soft targets where the batch has them)."""
     if x.batch.voxel_target is not None:
-        return cross_modal_soft_ce(x.features, x.text, x.batch.voxel_target, x.class_weights)
-    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label, x.class_weights)
+        return cross_modal_soft_ce(x.features, x.text, x.batch.voxel_target, x.class_weights, x.logit_offset)
+    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label, x.class_weights,
+                          x.logit_offset)
 
 
 def correlation_term(x: TermInputs, transformer: str) -> torch.Tensor:  # Eq. 4
     """Eq. 4 on one transformer's output (against soft targets where the batch has them)."""
     if x.batch.sample_target is not None:
-        return correlation_soft_ce(x.aggregated[transformer], x.text, x.batch.sample_target, x.class_weights)
-    return correlation_ce(x.aggregated[transformer], x.text, x.batch.sample_label, x.class_weights)
+        return correlation_soft_ce(x.aggregated[transformer], x.text, x.batch.sample_target,
+                                   x.class_weights, x.logit_offset)
+    return correlation_ce(x.aggregated[transformer], x.text, x.batch.sample_label, x.class_weights,
+                          x.logit_offset)
 
 
 def intra_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 3
