@@ -79,7 +79,8 @@ CURVE_ROWS = ("I", "V", "plus")
 SWITCHES = ("intra_set", *switches())  # Table 2's columns: intra-set labels, then the loss terms' switches
 PAPER_TABLE2 = {"I": 28.8, "II": 31.1, "III": 32.1, "IV": 36.1, "V": 36.6}  # ScanNet val mIoU (%)
 ROW_NAMES = {"I": "baseline", "V": "full method", "plus": "hicl-plus"}
-BEYOND_PAPER = ("label_source", "class_balance", "cross_modal_weight")  # trainer keys the paper fixes
+BEYOND_PAPER = ("label_source", "class_balance", "logit_adjustment", "soft_targets",
+                "cross_modal_weight")  # trainer keys the paper fixes
 SCHEDULE_KEYS = ("batch_size", "lr_3d", "samples_per_scene", "phase_reference_epochs",
                  "num_workers", "device")
 

@@ -66,9 +66,9 @@ def test_config_checks_the_new_keys():
         from_dict({"cross_modal_weight": 0})
     plus = load_config("hicl-plus")
     paper = load_config("scannet")
-    assert (plus.label_stage, plus.class_balance) == ("refine", 0.25)
+    assert (plus.label_stage, plus.logit_adjustment) == ("refine", 0.5)
     differ = {k for k, v in plus.to_dict().items() if paper.to_dict()[k] != v}
-    assert differ == {"name", "class_balance"}
+    assert differ == {"name", "logit_adjustment"}
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +106,9 @@ def test_hicl_plus_and_every_new_key_train_end_to_end(plus_store, tmp_path):
 def test_presets_diff_gives_the_demo_hicl_plus_keys_beyond_the_paper(capsys):
     from trainer.presets_diff import main, preset_overrides
 
-    assert preset_overrides("hicl-plus", "scannet") == [f"class_balance={load_config('hicl-plus').class_balance}"]
+    assert preset_overrides("hicl-plus", "scannet") == [f"logit_adjustment={load_config('hicl-plus').logit_adjustment}"]
     main(["hicl-plus", "scannet"])
-    assert capsys.readouterr().out.split() == ["--set", "class_balance=0.25"]
+    assert capsys.readouterr().out.split() == ["--set", "logit_adjustment=0.5"]
     with pytest.raises(SystemExit, match="sets nothing beyond"):
         main(["scannet", "scannet"])
     with pytest.raises(SystemExit, match="neither a file nor a preset"):
