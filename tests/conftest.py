@@ -38,3 +38,14 @@ def room_template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("room_template")
     generate_scannet(root, scenes=1, seed=3, frames=6, val=0, spacing=0.08, fusion=QUICK_FUSION)
     return root
+
+
+@pytest.fixture(scope="session")
+def beyond_store(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A 2-scene synthetic store with every stage (the beyond-the-paper options' tests)."""
+    from trainer.synthetic import write_synthetic_store
+
+    root = tmp_path_factory.mktemp("beyond") / "store"
+    scenes = write_synthetic_store(root, num_scenes=2, seed=3, embed_dim=16, density=80.0,
+                                   size=(2.0, 2.0, 1.5), label_noise=0.3)
+    return root, scenes

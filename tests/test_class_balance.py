@@ -17,7 +17,6 @@ from trainer.data import SceneDataset
 from trainer.distributed import Context
 from trainer.engine import fit, step_loss
 from trainer.losses import class_weights, correlation_ce, cross_modal_ce, logit_adjustment
-from trainer.synthetic import write_synthetic_store
 from trainer.terms import term_weights
 
 
@@ -71,16 +70,8 @@ def test_config_checks_the_new_keys():
     assert differ == {"name", "logit_adjustment"}
 
 
-@pytest.fixture(scope="module")
-def plus_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plus") / "store"
-    scenes = write_synthetic_store(root, num_scenes=2, seed=3, embed_dim=16, density=80.0,
-                                   size=(2.0, 2.0, 1.5), label_noise=0.3)
-    return root, scenes
-
-
-def test_label_counts_are_the_supervising_pair_labels(plus_store):
-    root, scenes = plus_store
+def test_label_counts_are_the_supervising_pair_labels(beyond_store):
+    root, scenes = beyond_store
     cfg = from_dict({"store_root": str(root), "label_source": "vote", "num_workers": 0})
     counts = SceneDataset(cfg, scenes, 5, train=True).label_counts()
     expected = sum(np.bincount(store.read_arrays(str(root), "vote", s, ["label"])["label"], minlength=5)
@@ -88,13 +79,16 @@ def test_label_counts_are_the_supervising_pair_labels(plus_store):
     assert counts.tolist() == expected.tolist()
 
 
-def test_hicl_plus_and_every_new_key_train_end_to_end(plus_store, tmp_path):
-    root, scenes = plus_store
+@pytest.mark.parametrize("keys", [
+    ["class_balance=0.25", "cross_modal_weight=2.0", "label_source=vote"],
+    ["soft_targets=true", "label_source=pseudo"]])
+def test_hicl_plus_and_every_new_key_train_end_to_end(beyond_store, tmp_path, keys):
+    root, scenes = beyond_store
     cfg = load_config("hicl-plus", [
         f"store_root={root}", f"runs_root={tmp_path}", "dataset=scannet", f"train_split={json.dumps(scenes)}",
         f"val_split={json.dumps(scenes)}", "voxel_size=0.2", "epochs=3", "phase_epochs=[2, 3]",
         "samples_per_scene=32", "transformer_depth=1", "num_workers=0", "device=cpu", "progress=false",
-        "batch_size=2", "cross_modal_weight=2.0", "label_source=vote", "logit_adjustment=0.5"])
+        "batch_size=2", *keys])
     summary = fit(cfg)
     records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if r["kind"] == "train"][-1]
