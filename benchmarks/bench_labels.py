@@ -10,7 +10,7 @@ set over all frames). The geometric sets themselves are scored without any label
 inside the wall's set lower theirs) and boundary recall (how many mesh edges between two
 ground-truth classes the sets cut). Coverage is the share of points with at least one pair.
 
-`options` scores, the same way, every option of the `vote` stage (beyond the paper, hicl-plus):
+`options` scores, the same way, every option of the `vote` stage (beyond the paper):
 each a set of vote params (scope, pair weight, abstention, colour term, set-size cap) applied to
 the same stored pseudo-labels, confidences, pairs and sets; `paper` is the refine stage's rule
 (per frame, every pair counted) through the same code, so the rows differ only in the option.
@@ -68,7 +68,7 @@ VOTE_OPTIONS: dict[str, dict[str, Any]] = {
     "colour term 0.2": {"color_weight": 0.2},
     "set cap 2 m": {"max_set_extent": 2.0},
     "set cap 1 m": {"max_set_extent": 1.0},
-    "scene scope, confidence weight (hicl-plus)": {"scope": "scene", "weight": "confidence"},
+    "scene scope, confidence weight": {"scope": "scene", "weight": "confidence"},
     "scene scope, confidence x view weight": {"scope": "scene", "weight": "confidence_view"},
     "scene scope, abstain below 0.5": {"scope": "scene", "min_confidence": 0.5},
 }
