@@ -195,19 +195,21 @@ class SceneDataset(Dataset):
             return item
         point, label = self._pairs(scene, arrays.get("labels"))
         item["pair_voxel"], item["pair_label"] = inverse[point], label
-        if not (cfg.uses_samples or cfg.soft_targets):
+        samples = cfg.uses_samples
+        if not (samples or cfg.soft_targets):
             return item
         set_id = self._read("geosets", scene, ["set_id"])["set_id"]
         mass = None
         if cfg.soft_targets:
             mass = voxel_target_mass(inverse[point], set_id[point], label, len(coords), self.num_classes)
             item["voxel_target"] = mass
-        if cfg.uses_samples:
+        if samples:
             voxel_label = majority_label(inverse[point], label, len(coords), self.num_classes)
             chosen = sample_by_set(set_id[unique], voxel_label >= 0, cfg.samples_per_scene, rng)
             item["sample_voxel"], item["sample_label"] = chosen, voxel_label[chosen]
             if mass is not None:
-                item["sample_target"] = mass[chosen] / mass[chosen].sum(1, keepdims=True)
+                chosen_mass = mass[chosen]
+                item["sample_target"] = chosen_mass / chosen_mass.sum(1, keepdims=True)
         return item
 
 

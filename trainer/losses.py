@@ -15,12 +15,18 @@ def class_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return features @ text.t()
 
 
+def label_shares(counts: torch.Tensor) -> torch.Tensor:
+    """f64[C]: each class's share of the counted training pair labels (class balance, logit
+    adjustment)."""
+    counts = counts.to(torch.float64)
+    return counts / counts.sum().clamp(min=1)
+
+
 def class_weights(counts: torch.Tensor, power: float) -> torch.Tensor:
     """f32[C]: share_c^-power for the classes with labels (0 for the others), normalised so that
     the weight averaged over the counted labels is 1; power 0 gives 1 for every class."""
-    counts = counts.to(torch.float64)
-    share = counts / counts.sum().clamp(min=1)
-    weights = torch.where(counts > 0, share.clamp(min=1e-12) ** -power, torch.zeros_like(share))
+    share = label_shares(counts)
+    weights = torch.where(share > 0, share.clamp(min=1e-12) ** -power, torch.zeros_like(share))
     return (weights / (share * weights).sum().clamp(min=1e-12)).to(torch.float32)
 
 
@@ -30,9 +36,8 @@ def logit_adjustment(counts: torch.Tensor, tau: float) -> torch.Tensor:
     training, so the unadjusted logits that inference uses favour it. A class without labels gets
     0, the offset of a class holding every label: nothing teaches it, so inference must not raise
     it. tau 0 gives 0 for every class."""
-    counts = counts.to(torch.float64)
-    share = counts / counts.sum().clamp(min=1)
-    return (tau * torch.log(torch.where(counts > 0, share, torch.ones_like(share)))).to(torch.float32)
+    share = label_shares(counts)
+    return (tau * torch.log(torch.where(share > 0, share, torch.ones_like(share)))).to(torch.float32)
 
 
 def adjusted(logits: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
@@ -82,6 +87,13 @@ def correlation_ce(aggregated: torch.Tensor, text: torch.Tensor, labels: torch.T
     return weighted_mean(losses, labels, weights)
 
 
+def correlation_soft_ce(aggregated: torch.Tensor, text: torch.Tensor, targets: torch.Tensor,
+                        weights: torch.Tensor | None = None, offset: torch.Tensor | None = None
+                        ) -> torch.Tensor:  # Eq. 4
+    """Eq. 4 against soft per-set targets f32[S, C] (beyond the paper)."""
+    return soft_cross_entropy(adjusted(class_logits(aggregated, text), offset), targets, weights)
+
+
 def feedback_kl(student: torch.Tensor, teacher: torch.Tensor, text: torch.Tensor,
                 temperature: float = 1.0) -> torch.Tensor:  # Eq. 8
     """Mean over samples of KL(p_teacher || p_student), p = softmax(<f, T> / temperature).
@@ -93,9 +105,3 @@ def feedback_kl(student: torch.Tensor, teacher: torch.Tensor, text: torch.Tensor
     log_teacher = F.log_softmax(class_logits(teacher.detach(), text) / temperature, dim=1)
     return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
 
-
-def correlation_soft_ce(aggregated: torch.Tensor, text: torch.Tensor, targets: torch.Tensor,
-                        weights: torch.Tensor | None = None, offset: torch.Tensor | None = None
-                        ) -> torch.Tensor:  # Eq. 4
-    """Eq. 4 against soft per-set targets f32[S, C] (beyond the paper)."""
-    return soft_cross_entropy(adjusted(class_logits(aggregated, text), offset), targets, weights)
