@@ -158,7 +158,7 @@ def test_quality_benchmark_names_runs_and_outputs_after_the_world(world):
     out = quality.with_out(full, Path("/tmp/t2.json"))
     assert out.out_png == Path("/tmp/t2-fig6.png")
     gpu = quality.with_schedule(full, 84, (0,), ["I", "II", "V"], 0.05, 8, "cuda")
-    assert gpu.root.name == "bench-quality-e84-s0-v0.05-b8-cuda"
+    assert gpu.root.name == "bench-quality-e84-v0.05-b8-cuda"  # seeds share the run folder
     assert gpu.out_json.name == "table2-e84-s0-v0.05-b8-cuda-rows-I-II-V.json"
     keys = quality.schedule(gpu)
     assert (keys["voxel_size"], keys["batch_size"], keys["device"]) == (0.05, 8, "cuda")

@@ -152,7 +152,7 @@ def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
     plan = bench.with_schedule(bench.FULL, 60, [0])
     assert (plan.raw, plan.stores) == (bench.FULL.raw, bench.FULL.stores)
     assert plan.epochs == 60 and plan.seeds == (0,)
-    assert plan.root.name == "bench-quality-e60-s0" and plan.out_json.name == "table2-e60-s0.json"
+    assert plan.root.name == "bench-quality-e60" and plan.out_json.name == "table2-e60-s0.json"
     assert bench.with_schedule(bench.FULL, 40, None).out_png.name == "fig6-epochs-e40.png"
     eval_every = {kv.split("=")[0]: kv.split("=")[1] for kv in bench.overrides(plan, "I", 0)}["eval_every"]
     assert eval_every == "3"

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 FORMAT = 1
-# Config keys that may differ between a run and its resumption (they do not change results).
+# Config keys that may differ between a run and its resumption (they do not change results);
+# the stores' content and the scenes behind store_root and val_split are compared by the run's
+# provenance record instead (trainer/provenance.py), so a moved store resumes and another does not.
 RESUME_FREE_KEYS = frozenset({"name", "runs_root", "store_root", "device", "num_workers",
                               "prefetch_factor", "progress", "eval_every", "val_split"})
 

@@ -85,6 +85,9 @@ def fit(
     resume: Annotated[bool, typer.Option(help="Continue the run from <run>/last.pt.")] = False,
     until_epoch: Annotated[int | None, typer.Option(
         help="Stop after this epoch (time-limited jobs); continue later with --resume.")] = None,
+    allow_code_change: Annotated[bool, typer.Option(
+        help="With --resume: continue a run trained by another commit (or other uncommitted "
+             "changes); the run's provenance.json records it.")] = False,
     device: DeviceOpt = None,
 ) -> None:
     """Train the 3D model (Sec. 3.4 schedule); checkpoints and metrics go to <runs_root>/<name>."""
@@ -96,7 +99,9 @@ def fit(
 
     def go() -> None:
         cfg = load_config(config, with_device(overrides, device))
-        summary = run_fit(cfg, resume=resume, until_epoch=until_epoch, console=console)
+        origin = {"config": config, "overrides": with_device(overrides, device)}
+        summary = run_fit(cfg, resume=resume, until_epoch=until_epoch, console=console, origin=origin,
+                          allow_code_change=allow_code_change)
         if rank_from_env() != 0:  # under torchrun, rank 0 reports
             return
         last = summary.get("last", {})

@@ -15,6 +15,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from rich.console import Console
 
 from pipeline.labelsets import class_groups, text_class_set
 from pipeline.metrics import confusion_matrix, iou_per_class, mean_iou, miou_by_group
-from trainer import checkpoint, distributed
+from trainer import checkpoint, distributed, provenance
 from trainer.config import ConfigError, TrainConfig, from_dict, save_config
 from trainer.data import Batch, SceneDataset, make_loader, read_text, resolve_scenes
 from trainer.losses import class_weights, logit_adjustment
@@ -237,9 +238,10 @@ def iou_record(confusions: dict[str, np.ndarray], class_names: list[str],
 
 
 def _checkpoint_state(cfg: TrainConfig, models: Models, optimizers: Optimizers, epoch: int,
-                      step: int, best: float) -> dict[str, Any]:
+                      step: int, best: float, prov: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": checkpoint.FORMAT, "signature": models.signature, "config": cfg.to_dict(),
+        "provenance": prov,
         "class_names": models.class_names, "text": models.text.cpu(),
         "epoch": epoch, "step": step, "best_miou": best,
         "encoder": models.encoder.state_dict(), "correlation": models.correlation.state_dict(),
@@ -258,10 +260,14 @@ def load_encoder(models: Models, path: Path) -> dict[str, Any]:
 
 
 def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
-        console: Console | None = None) -> dict[str, Any]:
+        console: Console | None = None, origin: Mapping[str, Any] | None = None,
+        allow_code_change: bool = False) -> dict[str, Any]:
     """Train as configured; returns a summary (run dir, last epoch, best and last mIoU).
 
-    `until_epoch` stops after that epoch (a time-limited job); `--resume` continues it.
+    `until_epoch` stops after that epoch (a time-limited job); `--resume` continues it, after
+    checking that the stores, the scenes and (unless `allow_code_change`) the code are the
+    ones it was trained by (trainer/provenance.py). `origin`: the preset or file and the --set
+    overrides the config came from, for the run's provenance record.
     """
     run_dir = cfg.run_dir
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -279,10 +285,11 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
     train_set = SceneDataset(cfg, train_scenes, num_classes, train=True)
     loader, sampler = make_loader(cfg, train_set, shuffle=True, loop=cfg.loop, rank=ctx.rank,
                                   world=ctx.world)
-    val = None
+    val, val_scenes = None, []
     if cfg.eval_every:
-        val = eval_loader(cfg, ctx.shard(resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")),
-                          num_classes)
+        val_scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
+        val = eval_loader(cfg, ctx.shard(val_scenes), num_classes)
+    prov = provenance.record(cfg, train_scenes, val_scenes, origin)
     groups = store_class_groups(cfg)
     weights = offset = None
     if cfg.class_balance > 0 or cfg.logit_adjustment > 0:
@@ -298,6 +305,9 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
         state = checkpoint.load(last_path)
         checkpoint.check_signature(last_path, state["signature"], models.signature)
         checkpoint.check_resumable(last_path, from_dict(state["config"]).to_dict(), cfg.to_dict())
+        if problem := provenance.resume_problem(state.get("provenance"), prov, allow_code_change):
+            raise checkpoint.CheckpointError(f"cannot resume {last_path}: {problem}")
+        prov = provenance.resumed(state.get("provenance"), prov, state["epoch"], allow_code_change)
         models.encoder.load_state_dict(state["encoder"])
         models.correlation.load_state_dict(state["correlation"])
         optimizers.load_state_dict(state["optim"])
@@ -305,6 +315,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
         start, step, best = state["epoch"] + 1, state["step"], state["best_miou"]
     if ctx.is_main:
         save_config(cfg, run_dir / "config.yaml")
+        provenance.write(run_dir, prov)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "epoch": start - 1, "best_miou": best}
     with RunLog(run_dir if ctx.is_main else None, cfg.progress, console, keep_epochs=start - 1) as log:
         for epoch in range(start, cfg.epochs + 1):
@@ -347,7 +358,7 @@ def fit(cfg: TrainConfig, resume: bool = False, until_epoch: int | None = None,
                 best = max(best, record["miou"])
             log.write(record, step)
             if ctx.is_main:
-                state = _checkpoint_state(cfg, models, optimizers, epoch, step, best)
+                state = _checkpoint_state(cfg, models, optimizers, epoch, step, best, prov)
                 checkpoint.save_atomic(state, last_path)
                 if evaluate_now and is_best:
                     checkpoint.save_atomic(state, best_path)
