@@ -368,7 +368,8 @@ def train_one(plan: Plan, row: str, seed: int, threads: int, allow_code_change: 
     result_path = folder / "result.json"
     if result_path.is_file():
         result = json.loads(result_path.read_text())
-        return {**result, "provenance": run_provenance(provenance.read(folder), row), "skipped": True}
+        return {**result, "run_dir": str(folder.relative_to(REPO)),
+                "provenance": run_provenance(provenance.read(folder), row), "skipped": True}
     resume = (folder / "last.pt").is_file()
     if not resume and folder.exists():
         shutil.rmtree(folder)  # killed before its first checkpoint: start over
@@ -389,7 +390,8 @@ def train_one(plan: Plan, row: str, seed: int, threads: int, allow_code_change: 
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)
-    return {**result, "provenance": run_provenance(provenance.read(folder), row), "skipped": False}
+    return {**result, "run_dir": str(folder.relative_to(REPO)),
+            "provenance": run_provenance(provenance.read(folder), row), "skipped": False}
 
 
 def parse_row_seeds(values: Sequence[str], rows: Sequence[str]) -> dict[str, tuple[int, ...]]:
