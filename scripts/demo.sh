@@ -34,7 +34,7 @@ PLUS_SETS=$($BIN/python -m trainer.presets_diff hicl-plus scannet)
 mapfile -t PLUS <<< "$PLUS_SETS"
 $BIN/hicl-train fit "${COMMON[@]}" --set name=plus "${PLUS[@]}"
 $BIN/hicl-train eval --checkpoint "$RUNS/plus/last.pt" --output "$RUNS/plus.json"
-$BIN/python scripts/demo_table.py "$RUNS"
+$BIN/python scripts/demo_table.py "$RUNS" --json benchmarks/results/demo.json --started "$start"
 # Fig. 3 (refinement), Fig. 4 (predictions), Fig. 6 (mIoU per epoch), Fig. 7 (t-SNE of features)
 figures=$($BIN/python -m trainer.figures "$RUNS")
 echo "demo finished in $(( $(date +%s) - start )) s; run folders, metrics and checkpoints in $RUNS"
