@@ -48,6 +48,7 @@ from pipeline.datasets.synthetic import rooms, texture  # noqa: E402
 from pipeline.datasets.synthetic.mesh import build_room_mesh  # noqa: E402
 from pipeline.geometry.felzenszwalb import segment_mesh  # noqa: E402
 from pipeline.geometry.vccs import supervoxels  # noqa: E402
+from pipeline.stages import stage_params  # noqa: E402
 
 REPEATS = 15
 NEIGHBOURS = 8
@@ -198,19 +199,22 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     load_before = os.getloadavg()[0]
     cases = []
+    declared = stage_params("geosets")  # the kernels' constants, as the geosets stage declares them
+    mesh_params = {k: declared[k] for k in ("k_thresh", "seg_min_verts")}
+    weights = {k: declared[k] for k in ("color_importance", "spatial_importance", "normal_importance")}
     vertices, faces, _, gt = room_mesh("office", 0.03)
-    cases.append(run_case("mesh", lambda: segment_mesh(vertices, faces), len(vertices), 0.12, gt,
+    cases.append(run_case("mesh", lambda: segment_mesh(vertices, faces, **mesh_params), len(vertices), 0.12, gt,
                           0.03, vertices, faces=len(faces), mesh="synthetic office, 3 cm grid"))
     points, obj = lidar_sweep()
     for voxel, seed, target in ((0.5, 5.0, 0.018), (0.2, 2.0, 0.032)):
         cases.append(run_case(
             f"lidar_{voxel}_{seed}",
-            lambda v=voxel, s=seed: supervoxels(points, voxel_resolution=v, seed_resolution=s),
+            lambda v=voxel, s=seed: supervoxels(points, voxel_resolution=v, seed_resolution=s, **weights),
             len(points), target, obj, voxel, points, voxel_resolution=voxel,
             seed_resolution=seed))
     points, colors, gt = indoor_scan()
     cases.append(run_case(
-        "indoor", lambda: supervoxels(points, colors, voxel_resolution=0.05, seed_resolution=0.3),
+        "indoor", lambda: supervoxels(points, colors, voxel_resolution=0.05, seed_resolution=0.3, **weights),
         len(points), 0.12, gt, 0.05, points, voxel_resolution=0.05, seed_resolution=0.3))
     result = {
         "benchmark": "geometric sets: Felzenszwalb on a mesh, VCCS on LiDAR and indoor clouds",

@@ -14,10 +14,9 @@ from rich.table import Table
 
 from pipeline import preflight, store
 from pipeline.errors import PipelineError
-from pipeline.explain import scene_reasons
-from pipeline.lock import StoreLock
+from pipeline.plan import RunConfig, StagePlan, Status, plan_run, plan_stages
 from pipeline.progress import ProgressView, report_table
-from pipeline.runner import RunConfig, StagePlan, plan, run
+from pipeline.runner import run
 from pipeline.stages import Graph, load_graph
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -35,7 +34,8 @@ _WHY_LINES = 20  # per stage, in `status`
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    for line in message.splitlines():  # the pre-flight reports each problem on its own line
+        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -75,10 +75,14 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 def _generate_if_missing(graph: Graph, cfg: RunConfig, scenes: int | None) -> None:
-    """Synthetic datasets are generated into DATA_ROOT when it does not exist yet."""
+    """Synthetic datasets are generated into DATA_ROOT when it does not exist yet (not into a run
+    that could not write its stores)."""
     gen = graph.dataset(cfg.dataset).generator
     if gen is None or cfg.data_root.exists():
         return
+    problem = preflight.store_root_problem(cfg.store_root)
+    if problem:
+        raise PipelineError(problem)
     spec = dict(gen)
     module, _, attr = spec.pop("function").partition(":")
     if scenes is not None:
@@ -111,11 +115,10 @@ def run_cmd(
         cfg = _config(graph, dataset, data_root, store_root, splits=_csv(split) or (), scenes=_csv(scenes),
                       limit=limit, stages=_csv(stages), force=tuple(force or ()), overrides=_overrides(set_),
                       variants=_variants(variant), workers=workers, scheduler=scheduler, security=security)
-        preflight.check_store_root(cfg.store_root)
-        plan(graph, cfg)  # every param resolved and checked (type, range) before data is generated or written
+        plan_stages(graph, cfg)  # every param resolved and checked (type, range) before data is generated
         _generate_if_missing(graph, cfg, generate)
-        with StoreLock(cfg.store_root), ProgressView(console) as view:
-            reports = run(graph, cfg, view)
+        with ProgressView(console) as view:
+            reports = run(graph, cfg, view, lock=True)
     except PipelineError as exc:
         _fail(str(exc))
         return
@@ -144,34 +147,31 @@ def status(
         graph = load_graph(stages_file)
         cfg = _config(graph, dataset, data_root, store_root, overrides=_overrides(set_),
                       variants=_variants(variant))
-        plans = plan(graph, cfg)
+        plan = plan_run(graph, cfg)
     except PipelineError as exc:
         _fail(str(exc))
         return
-    try:
-        pending, note = scene_reasons(graph, cfg, plans), None
-    except PipelineError as exc:  # e.g. no raw data on this machine: the stage-level reasons still hold
-        pending, note = {}, f"scenes not checked one by one: {exc}"
     table = Table(title=f"{dataset} stores at {cfg.store_root}")
     for col in ("stage", "kind", "done", "failed", "next run"):
         table.add_column(col)
     failures, why = [], []
-    for p in plans:
+    for p in plan.stages:
         name = p.stage.name
         exists = store.stage_exists(cfg.store_root, name)
         failed = store.stage_attrs(cfg.store_root, name).get("failed", {}) if exists else {}
         failures += [(name, line) for line in failed.values()]
-        todo = pending.get(name, {})
-        if p.reason != "up to date":
+        todo = p.todo()
+        if p.status is Status.REBUILD:
             nxt = f"rebuild: {p.reason}"
             why.append(f"{name}: rebuild: {p.reason}")
-        elif todo:
+        elif p.status is Status.RESUME:
             nxt = f"resume: {len(todo)} scene(s) to compute"
-            why += [f"{name}: {'' if s == store.GLOBAL else s + ': '}{r}" for s, r in list(todo.items())[:_WHY_LINES]]
+            why += [f"{name}: {'' if s == store.GLOBAL else s + ': '}{sp.reason}"
+                    for s, sp in list(todo.items())[:_WHY_LINES]]
             if len(todo) > _WHY_LINES:
                 why.append(f"{name}: ... and {len(todo) - _WHY_LINES} more scene(s)")
         else:
-            nxt = "skip (up to date)" if note is None else "skip (up to date; resumes missing scenes)"
+            nxt = "skip (up to date)" if p.scenes is not None else "skip (up to date; resumes missing scenes)"
         table.add_row(name, p.stage.kind, str(_done_count(cfg.store_root, name, p.stage.kind)),
                       str(len(failed)), nxt)
     console.print(table)
@@ -179,24 +179,13 @@ def status(
         console.print(f"next run {escape(line)}", highlight=False, soft_wrap=True)
     for name, line in failures:
         console.print(f"[red]failed[/red] {name}: {escape(line)}", highlight=False, soft_wrap=True)
-    for line in _preflight_problems(cfg, plans, pending):
+    for line in preflight.problems(cfg, plan, _weights_here):
         console.print(f"[yellow]warning[/yellow] next run stops: {escape(line)}", highlight=False, soft_wrap=True)
-    if note:
-        console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
 
 
-def _preflight_problems(cfg: RunConfig, plans: list[StagePlan], pending: dict[str, dict[str, str]]) -> list[str]:
-    """What the next run's pre-flight would refuse on this machine: the store root, and the CLIP
-    weights of each stage that will compute something."""
-    problems = []
-    try:
-        preflight.check_store_root(cfg.store_root)
-    except PipelineError as exc:
-        problems.append(str(exc))
-    for p in plans:
-        if preflight.uses_clip(p.stage) and (p.reason != "up to date" or pending.get(p.stage.name)):
-            problems.append(preflight.weights_problem(p.stage.name, p.params))
-    return [line for line in problems if line]
+def _weights_here(p: StagePlan) -> dict[str, str | None]:
+    """A CLIP stage's weights problem on this machine (where `status` runs), as the pre-flight takes it."""
+    return {"": preflight.weights_problem(p.stage.name, p.params)}
 
 
 def _done_count(store_root: str, stage: str, kind: str) -> int:

@@ -1,56 +1,53 @@
-"""Why the next run computes a scene of a stage whose fingerprint is up to date (`status`).
+"""Why a stage or a scene is computed again, in words (the reasons of `pipeline.plan`).
 
-It follows the runner's fingerprint chain: a source scene's fingerprint covers the manifest of
-its raw files (path, size, mtime), a later stage's scene covers its inputs' scene fingerprints.
-So a changed raw file reruns its scene in the source stage and in every stage downstream, and
-the reason names the file (the source stage keeps each scene's manifest as ``raw_files``).
+A stage is rebuilt when what its fingerprint covers changed: its variant, code version, params or
+an upstream stage. A scene of a stage that is not rebuilt is computed when it is not done under
+its scene fingerprint, which covers the manifest of its raw files (path, size, mtime) for the
+source stage, and its inputs' scene fingerprints later on. So a changed raw file reruns its scene
+in the source stage and in every stage downstream, and the reason names the file (the source stage
+keeps each scene's manifest as ``raw_files``).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline import store
-from pipeline.fingerprint import scene_fingerprint
-from pipeline.runner import RunConfig, StagePlan, scene_inputs, scene_selection
-from pipeline.stages import Graph
+from pipeline.stages import Stage
 
 
-def scene_reasons(graph: Graph, cfg: RunConfig, plans: list[StagePlan]) -> dict[str, dict[str, str]]:
-    """Per stage, the scenes the next run computes with the reason for each; empty for a stage
-    that is complete or rebuilds every scene (its plan's reason says why)."""
-    reader, scenes = scene_selection(graph.dataset(cfg.dataset), plans, cfg)
-    fps: dict[str, dict[str, str]] = {}
-    pending: dict[str, dict[str, str]] = {}
-    for p in plans:
-        name, stage = p.stage.name, p.stage
-        fps[name], pending[name] = {}, {}
-        for scene in [store.GLOBAL] if stage.kind == "global" else scenes:
-            inputs = scene_inputs(stage, scene, reader, fps)
-            fps[name][scene] = scene_fingerprint(p.fingerprint, inputs)
-            if p.reason == "up to date" and not store.scene_done(cfg.store_root, name, scene, fps[name][scene]):
-                pending[name][scene] = _scene_reason(cfg.store_root, p, scene, inputs, pending)
-    return pending
+def stage_change(attrs: Mapping[str, Any], stage: Stage, params: Mapping[str, Any],
+                 fps: Mapping[str, str]) -> str:
+    """What differs between a stage's stored attributes and this run's stage, variant, params and
+    upstream fingerprints ``fps``."""
+    if attrs.get("variant", "default") != stage.variant:
+        return f"variant {attrs.get('variant', 'default')} -> {stage.variant}"
+    if attrs.get("version") != stage.version:
+        return f"code version {attrs.get('version')} -> {stage.version}"
+    old = attrs.get("params", {})
+    changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+    if changed:
+        return "params changed: " + ", ".join(f"{k} {old.get(k)!r} -> {params.get(k)!r}" for k in changed)
+    ups = sorted(n for n, f in attrs.get("upstream", {}).items() if fps.get(n) != f)
+    return f"upstream changed: {', '.join(ups)}" if ups else "fingerprint changed"
 
 
-def _scene_reason(store_root: str, p: StagePlan, scene: str, inputs: Any,
-                  pending: dict[str, dict[str, str]]) -> str:
-    """Why one scene of an up-to-date stage is not done under its current fingerprint."""
-    name = p.stage.name
+def scene_reason(store_root: str, stage: Stage, scene: str, inputs: Any, recomputed: Sequence[str]) -> str:
+    """Why one scene of a stage stored under its fingerprint is not done under its scene
+    fingerprint; ``recomputed``: the stages it needs that the run computes for it."""
     try:
-        attrs = store.stage_attrs(store_root, name, scene)
+        attrs = store.stage_attrs(store_root, stage.name, scene)
     except KeyError:
-        failed = store.stage_attrs(store_root, name).get("failed") or {}
+        failed = store.stage_attrs(store_root, stage.name).get("failed") or {}
         return "failed in the last run, retried" if scene in failed else "not computed yet"
-    except Exception as exc:  # corrupt group metadata: the runner treats the scene as not done
+    except Exception as exc:  # corrupt group metadata: the scene is not done
         return f"its stored group cannot be read ({type(exc).__name__}), recomputed"
     if "done" not in attrs:
         return "half written by an interrupted run, recomputed"
-    if p.stage.kind == "source":
+    if stage.kind == "source":
         return _raw_change(attrs.get("raw_files"), inputs)
-    changed = [n for n in p.stage.needs if scene in pending[n] or store.GLOBAL in pending[n]]
-    if changed:
-        return f"its inputs are recomputed ({', '.join(changed)})"
+    if recomputed:
+        return f"its inputs are recomputed ({', '.join(recomputed)})"
     return "its inputs changed since it was written"
 
 

@@ -1,81 +1,98 @@
-"""Pre-flight: refuse a run that cannot work, once and at the start, before any task is sent.
+"""Pre-flight: refuse a run that cannot work, at the start, before any task is sent.
 
 Without these checks a missing prerequisite surfaces per scene: a CLIP stage without its weights
 retries the download in every task (about 46 s per scene without network, some 19 hours on
-ScanNet), and a store root that is a file ends in a traceback. Each check here raises one
-PipelineError line that names what is wrong and how to fix it. Param values are checked where a
-run's params are resolved (their declared types and ranges, `pipeline.stages.Param.check`).
-Nothing here downloads: CLIP weights are looked up where open_clip would read them from.
+ScanNet), and a store root that is a file ends in a traceback. The pre-flight reports every
+problem it finds, one line each, the most basic first: the store root, the data root and the run's
+scenes, the class lists, then the CLIP weights of each stage the plan computes (so a typo in the
+data root is not hidden behind a 600 MB download). Param values are checked where a run's params
+are resolved (their declared types and ranges, `pipeline.stages.Param.check`). Nothing here
+downloads: CLIP weights are looked up where open_clip would read them from.
 """
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline import store
 from pipeline.classes import read_class_names
 from pipeline.errors import PipelineError
+from pipeline.plan import Plan, RunConfig, StagePlan
 from pipeline.stages import Stage
-
-if TYPE_CHECKING:
-    from pipeline.runner import StagePlan
 
 # A stage loads CLIP (pipeline.clip.model.load_clip) when it declares these params.
 CLIP_PARAMS = frozenset({"model_name", "pretrained", "checkpoint", "model_config"})
+WeightsCheck = Callable[[StagePlan], Mapping[str, str | None]]  # worker address ("" here) -> problem
 
 
-def check_store_root(store_root: str) -> None:
-    """A local store root must be a writable folder or creatable as one; a URL needs its fsspec backend."""
+class PreflightError(PipelineError):
+    """Every problem the pre-flight found, most basic first, one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def check(cfg: RunConfig, plan: Plan, weights: WeightsCheck) -> None:
+    """Raise a PreflightError listing ``problems(...)`` when there are any."""
+    found = problems(cfg, plan, weights)
+    if found:
+        raise PreflightError(found)
+
+
+def problems(cfg: RunConfig, plan: Plan, weights: WeightsCheck) -> list[str]:
+    """Why the planned run cannot work, most basic first: the store root, the run's scenes (data
+    root), each stage's class list, the CLIP weights of each stage that computes something
+    (``weights(stage_plan)``: the problem where its tasks run)."""
+    found = [store_root_problem(cfg.store_root), plan.scene_problem]
+    found += [class_list_problem(p.stage.name, p.params) for p in plan.stages]
+    found += [first_problem(weights(p)) for p in plan.stages if uses_clip(p.stage) and p.computes]
+    return [line for line in found if line]
+
+
+def store_root_problem(store_root: str) -> str | None:
+    """Why a store root cannot take the stores (a local one must be a writable folder or creatable
+    as one; a URL needs its fsspec backend); None when it can."""
     local = store.local_root(store_root)
     if local is None:
-        store.filesystem(store_root)  # an unknown protocol or a missing s3fs/gcsfs: one line
-        return
+        try:
+            store.filesystem(store_root)
+        except PipelineError as exc:  # an unknown protocol or a missing s3fs/gcsfs
+            return str(exc)
+        return None
     local = local.absolute()
     existing = next(p for p in (local, *local.parents) if p.exists())
     if not existing.is_dir():
         what = "is a file" if existing == local else f"cannot be created: {existing} is a file"
-        raise PipelineError(f"store root {local} {what}; --store-root takes a folder (created when "
-                            "missing) or an fsspec URL")
+        return f"store root {local} {what}; --store-root takes a folder (created when missing) or an fsspec URL"
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         what = "is not writable" if existing == local else f"cannot be created in {existing}"
-        raise PipelineError(f"store root {local} {what} ({exc.strerror or type(exc).__name__}); "
-                            "choose a folder this user can write to") from exc
+        return (f"store root {local} {what} ({exc.strerror or type(exc).__name__}); "
+                "choose a folder this user can write to")
+    return None
 
 
-def check_class_list(stage: str, params: Mapping[str, Any]) -> None:
-    """A stage's class list (its ``classes`` param) must exist, be valid and fit the u8 labels of
-    the pseudo and refine stages: one line naming the stage and the list otherwise."""
+def class_list_problem(stage: str, params: Mapping[str, Any]) -> str | None:
+    """Why a stage's class list (its ``classes`` param) cannot be used: missing, invalid or too
+    long for the u8 labels of the pseudo and refine stages; None when it can (or it has none)."""
     if "classes" not in params:
-        return
+        return None
     try:
         read_class_names(params["classes"])
     except PipelineError as exc:
-        raise PipelineError(f"stage '{stage}': {exc}") from exc
+        return f"stage '{stage}': {exc}"
+    return None
 
 
 def uses_clip(stage: Stage) -> bool:
     """Whether a stage loads a CLIP model from its params (its declared params include CLIP_PARAMS)."""
     return CLIP_PARAMS <= set(stage.params)
-
-
-def will_run(plan: StagePlan, store_root: str, scenes: Callable[[], Sequence[str]]) -> bool:
-    """Whether a run computes anything in this stage: it is rebuilt, or a scene of the run is not
-    done (``scenes()``, the run's scenes, is called only for a stage that is up to date)."""
-    if plan.reason != "up to date":
-        return True
-    if plan.stage.kind == "global":
-        try:
-            store.open_global(store_root, plan.stage.name)
-        except PipelineError:
-            return True
-        return False
-    return bool(set(scenes()) - set(store.done_scenes(store_root, plan.stage.name)))
 
 
 def weights_problem(stage: str, params: Mapping[str, Any]) -> str | None:
@@ -139,9 +156,10 @@ def cached_weights(cfg: Mapping[str, Any]) -> tuple[str | None, str]:
     return (str(target) if target.is_file() else None), str(target)
 
 
-def raise_first(problems: Mapping[str, str | None]) -> None:
-    """Raise the first problem of a check run in several places (worker address -> problem or
-    None; "" for this machine), naming the worker."""
+def first_problem(problems: Mapping[str, str | None]) -> str | None:
+    """The first problem of a check run in several places (worker address -> problem or None; ""
+    for this machine), naming the worker; None when there is none."""
     for where, problem in sorted(problems.items()):
         if problem:
-            raise PipelineError(f"on worker {where}: {problem}" if where else problem)
+            return f"on worker {where}: {problem}" if where else problem
+    return None

@@ -20,17 +20,9 @@ from typing import Any
 import yaml
 
 from pipeline.errors import PipelineError
-from pipeline.fields import Fields, parse_fields, parse_record
+from pipeline.fields import VALUE_TYPES, Fields, parse_fields, parse_record
 
 KINDS = ("source", "scene", "global")
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-    "list": lambda v: isinstance(v, list),
-    "dict": lambda v: isinstance(v, dict),
-}
 _BOUNDS = {"min": "minimum", "max": "maximum", "exclusive_min": "exclusive_minimum"}  # YAML key -> Param field
 DEFAULT_STAGES_FILE = Path(__file__).resolve().parent.parent / "stages.yaml"
 STAGES_FILE_ENV = "HICL_STAGES_FILE"  # another stages file for every command that does not name one
@@ -38,7 +30,8 @@ STAGES_FILE_ENV = "HICL_STAGES_FILE"  # another stages file for every command th
 
 @dataclass(frozen=True)
 class Param:
-    """One declared parameter: type name, default, allowed values or range, whether None is allowed."""
+    """One declared parameter: type name, default, allowed values (of a list: of its items) or
+    range, whether None is allowed."""
 
     name: str
     type: str
@@ -54,17 +47,19 @@ class Param:
         """Return ``value`` converted to the declared type, or raise naming ``where``."""
         if value is None and self.nullable:
             return None
-        if self.type == "float" and _TYPES["int"](value):
+        if self.type == "float" and VALUE_TYPES["int"](value):
             value = float(value)
-        if not _TYPES[self.type](value):
+        if not VALUE_TYPES[self.type](value):
             raise PipelineError(
                 f"{where}: param '{self.name}' must be {self.type}"
                 f"{' or null' if self.nullable else ''}, got {value!r} ({type(value).__name__})"
             )
-        if self.choices is not None and value not in self.choices:
-            raise PipelineError(
-                f"{where}: param '{self.name}' must be one of {list(self.choices)}, got {value!r}"
-            )
+        if self.choices is not None:
+            items = value if self.type == "list" else [value]  # a list's choices are those of its items
+            bad = [item for item in items if item not in self.choices]
+            if bad:
+                what = "items from" if self.type == "list" else "one of"
+                raise PipelineError(f"{where}: param '{self.name}' must be {what} {list(self.choices)}, got {bad[0]!r}")
         if not self.in_range(value):
             raise PipelineError(f"{where}: param '{self.name}' must be {self.range_text()}, got {value!r}")
         return value
@@ -235,8 +230,8 @@ def _params(raw: Any, where: str) -> dict[str, Param]:
         unknown = set(spec) - {"type", "default", "doc", "choices", "nullable", *_BOUNDS}
         if unknown:
             raise PipelineError(f"{here}: unknown key '{sorted(unknown)[0]}'")
-        if spec["type"] not in _TYPES:
-            raise PipelineError(f"{here}: unknown type '{spec['type']}' (use {', '.join(_TYPES)})")
+        if spec["type"] not in VALUE_TYPES:
+            raise PipelineError(f"{here}: unknown type '{spec['type']}' (use {', '.join(VALUE_TYPES)})")
         choices = spec.get("choices")
         param = Param(name, spec["type"], spec["default"], spec.get("doc", ""),
                       tuple(choices) if choices is not None else None, bool(spec.get("nullable", False)),
@@ -252,7 +247,7 @@ def _bounds(spec: Mapping[str, Any], where: str) -> dict[str, float]:
     if given and spec["type"] not in ("int", "float"):
         raise PipelineError(f"{where}: bounds ({', '.join(given)}) apply to int and float params only")
     for key, value in given.items():
-        if not _TYPES["float"](value):
+        if not VALUE_TYPES["float"](value):
             raise PipelineError(f"{where}: {key} must be a number, got {value!r}")
     if "min" in given and "exclusive_min" in given:
         raise PipelineError(f"{where}: give min or exclusive_min, not both")
@@ -366,7 +361,7 @@ def _stage(name: str, spec: Any, where: str, variant: str = "default") -> Stage:
         raise PipelineError(f"{where}: kind must be one of {', '.join(KINDS)}, got {spec['kind']!r}")
     if ":" not in str(spec["function"]):
         raise PipelineError(f"{where}: function must be 'module:function', got {spec['function']!r}")
-    if not _TYPES["int"](spec["version"]):
+    if not VALUE_TYPES["int"](spec["version"]):
         raise PipelineError(f"{where}: version must be an int")
     gpu = spec.get("gpu", False)
     if not isinstance(gpu, bool):

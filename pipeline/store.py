@@ -24,6 +24,7 @@ from zarr.codecs import ZstdCodec
 from zarr.core.sync import collect_aiterator
 
 from pipeline.errors import PipelineError, SceneError
+from pipeline.fields import Fields
 
 GLOBAL = "_global"
 CHUNK_BYTES = 4 << 20
@@ -110,9 +111,14 @@ def _chunks(arr: np.ndarray) -> tuple[int, ...]:
 
 
 def write_scene(
-    store_root: str | Path, stage: str, scene: str, outputs: Mapping[str, Any], fingerprint: str
+    store_root: str | Path, stage: str, scene: str, outputs: Mapping[str, Any], fingerprint: str, *,
+    declared: Fields | None,
 ) -> None:
-    """Write one scene's outputs: arrays as Zarr arrays, other values as attributes, ``done`` last."""
+    """Check one scene's outputs against what the stage declares (``declared``; None: a stage that
+    declares nothing, or a test store written outside the contract), then write them: arrays as
+    Zarr arrays, other values as attributes, ``done`` last. A mismatch is a SceneError of one line."""
+    if declared is not None:
+        declared.check(outputs)
     root = open_stage(store_root, stage, mode="a")
     group = root.create_group(scene, overwrite=True)
     attrs: dict[str, Any] = {}

@@ -62,9 +62,7 @@ def run_scene_task(
             inputs = {n: store.read_scene(store_root, n, store.GLOBAL if is_global else scene)
                       for n, is_global in needs}
             out = fn(inputs, params)
-        if outputs is not None:
-            outputs.check(out)
-        store.write_scene(store_root, stage_name, scene, out, fingerprint)
+        store.write_scene(store_root, stage_name, scene, out, fingerprint, declared=outputs)
     except SceneError as exc:
         exc.scene = exc.scene or scene
         return scene, exc.line(), time.perf_counter() - t0

@@ -32,11 +32,11 @@ def pipeline(stage: str, n: int, when: str, argv: list[str]) -> None:
     write_scene, reset_stage, setitem = store.write_scene, store.reset_stage, Attributes.__setitem__
     state = {"count": 0, "armed": False}
 
-    def write(root: Any, name: str, scene: str, outputs: Any, fingerprint: str) -> None:
+    def write(root: Any, name: str, scene: str, outputs: Any, fingerprint: str, **kw: Any) -> None:
         state["count"] += name == stage
         hit = name == stage and state["count"] == n
         state["armed"] = hit and when == "marker"
-        write_scene(root, name, scene, outputs, fingerprint)
+        write_scene(root, name, scene, outputs, fingerprint, **kw)
         if hit and when == "done":
             _kill()
 

@@ -17,6 +17,7 @@ rerun keeps what was written. Cases already covered elsewhere are listed, not re
 | depth image of the wrong size | test_defective_frame_is_skipped_with_one_warning[depth size] |
 | pose of -inf | test_defective_frame_is_skipped_with_one_warning[pose -inf] (also test_scannet_reader.py::test_inf_pose_skips_that_frame_and_reports_it) |
 | pose of NaN | test_defective_frame_is_skipped_with_one_warning[pose NaN] |
+| singular pose (all zeros: no camera_from_world) | test_defective_frame_is_skipped_with_one_warning[pose singular] |
 | a scene with zero visible pairs | test_scene_without_visible_pairs_fails_in_pairs_only |
 | other scenes done, rerun keeps what was written | test_good_scenes_are_done_everywhere, test_rerun_keeps_what_was_written |
 | unknown dataset name | test_unknown_dataset_is_one_line (API: test_stages_yaml.py::test_unknown_dataset_lists_known) |
@@ -30,6 +31,7 @@ rerun keeps what was written. Cases already covered elsewhere are listed, not re
 | CLIP checkpoint that does not exist | test_missing_clip_checkpoint_is_one_line (API: test_preflight.py::test_checkpoint_must_be_a_readable_file) |
 | CLIP pretrained tag not in an empty cache | test_missing_clip_weights_fail_before_any_task (API: test_preflight.py::test_pretrained_tag_missing_from_the_cache_names_model_tag_cache_and_param) |
 | store root that is a file | test_store_root_that_is_a_file_is_one_line (unwritable folder: test_preflight.py::test_unwritable_store_root_is_refused) |
+| data root that does not exist, and CLIP weights missing too | test_missing_data_root_is_reported_before_missing_weights (API: test_preflight.py::test_every_problem_is_reported_most_basic_first) |
 """
 from __future__ import annotations
 
@@ -92,11 +94,12 @@ def damaged(room_template: Path, tmp_path_factory) -> dict:
     """Eight copies of a room, each but the first damaged in its own way, run once through the CLI."""
     root = tmp_path_factory.mktemp("damaged")
     raw = copy_rooms(room_template, root / "raw", 8)
-    # 1: frame defects, each in its own frame (frames 4 and 5 stay good)
+    # 1: frame defects, each in its own frame (frame 5 stays good)
     _frame(raw, 1, "color", 0).unlink()
     _frame(raw, 1, "depth", 1).unlink()
     Image.fromarray(np.full((60, 80), 1000, np.uint16)).save(_frame(raw, 1, "depth", 2))
     _frame(raw, 1, "pose", 3).write_text("-inf -inf -inf -inf\n" * 4)
+    _frame(raw, 1, "pose", 4).write_text("0 0 0 0\n" * 4)
     # 2-5: broken meshes
     ply = _ply(raw, 2)
     ply.write_bytes(ply.read_bytes()[: ply.stat().st_size // 2])
@@ -149,7 +152,8 @@ def test_broken_scene_fails_alone(damaged, i, file, reason):
     (1, "depth", 2, "depth size 80x60 != 320x240"),
     (1, "pose", 3, "pose not finite (-inf/nan)"),
     (6, "pose", 0, "pose not finite (-inf/nan)"),
-], ids=["colour missing", "depth missing", "depth size", "pose -inf", "pose NaN"])
+    (1, "pose", 4, "pose not invertible (singular matrix)"),
+], ids=["colour missing", "depth missing", "depth size", "pose -inf", "pose NaN", "pose singular"])
 def test_defective_frame_is_skipped_with_one_warning(damaged, i, kind, k, reason):
     scene = scene_id(i)
     line = only(damaged["output"], f"warning scenes: scene {scene}: skipped 1 frame(s): {reason} ")
@@ -268,6 +272,31 @@ def test_store_root_that_is_a_file_is_one_line(room_template, tmp_path):
         "missing) or an fsspec URL")
 
 
+def test_missing_data_root_is_reported_before_missing_weights(tmp_path, monkeypatch):
+    """A typo in --data-root is named first, then the CLIP weights each stage would need (empty
+    caches, no network): a user does not download 600 MB to learn of the typo. `status` says the
+    same as warnings."""
+    import huggingface_hub.constants
+
+    block_network(monkeypatch)
+    hub, home = tmp_path / "hf-hub", tmp_path / "home"
+    hub.mkdir()
+    home.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HOME", str(home))
+    raw, stores = tmp_path / "scannet-typo", tmp_path / "stores"
+    result = invoke("run", "-d", "scannet", "--data-root", raw, "--store-root", stores, "--workers", "0")
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert errors[0] == f"error: data root {raw} does not exist; --data-root takes the folder of the raw dataset 'scannet'"
+    assert [line.split(": ")[1] for line in errors[1:]] == ["stage 'text'", "stage 'features'"]
+    assert all("CLIP weights ViT-B-16 pretrained=openai are not on this machine" in line for line in errors[1:])
+    assert not stores.exists()
+    status = invoke("status", "-d", "scannet", "--data-root", raw, "--store-root", stores)
+    warnings = [line for line in status.output.splitlines() if line.startswith("warning next run stops: ")]
+    assert [line.removeprefix("warning next run stops: ") for line in warnings] == [e.removeprefix("error: ") for e in errors]
+
+
 @pytest.mark.parametrize("stage", ["text", "features"])
 def test_missing_clip_checkpoint_is_one_line(stage, room_template, tmp_path, monkeypatch):
     """A `checkpoint` that is not on disk stops the run before any task, network untouched."""
@@ -285,8 +314,8 @@ def test_missing_clip_checkpoint_is_one_line(stage, room_template, tmp_path, mon
 
 def test_missing_clip_weights_fail_before_any_task(room_template, tmp_path):
     """The default ViT-B-16 / openai with empty Hugging Face and open_clip caches (environment of a
-    fresh `hicl-pipeline` process, offline): one line naming model, tag, cache and the param that
-    takes a local file, instead of a download retried in every scene."""
+    fresh `hicl-pipeline` process, offline): one line per CLIP stage naming model, tag, cache and
+    the param that takes a local file, instead of a download retried in every scene."""
     cache, stores = tmp_path / "empty-cache", tmp_path / "stores"
     cache.mkdir()
     env = {**os.environ, "HF_HOME": str(cache), "HF_HUB_CACHE": str(cache), "HOME": str(cache),
@@ -299,11 +328,12 @@ def test_missing_clip_weights_fail_before_any_task(room_template, tmp_path):
     seconds = time.monotonic() - start
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
-    assert only(output, "error:") == (
-        "error: stage 'text': CLIP weights ViT-B-16 pretrained=openai are not on this machine (looked for "
+    assert [line for line in output.splitlines() if line.startswith("error:")] == [  # every stage that needs them
+        f"error: stage '{stage}': CLIP weights ViT-B-16 pretrained=openai are not on this machine (looked for "
         "open_clip_model.safetensors or open_clip_pytorch_model.bin of timm/vit_base_patch16_clip_224.openai "
         f"in the Hugging Face cache {cache}) and would be downloaded for every scene; download them once into "
-        "that cache, or copy the weights file here and pass --set text.checkpoint=/path/ViT-B-16.pt")
+        f"that cache, or copy the weights file here and pass --set {stage}.checkpoint=/path/ViT-B-16.pt"
+        for stage in ("text", "features")]
     assert not list(stores.glob("*.zarr")) and not list(cache.iterdir())
     assert seconds < 60, seconds  # was 57 s for `text` alone, then about 46 s per scene for `features`
 

@@ -175,3 +175,17 @@ def test_every_array_the_trainer_reads_is_declared():
             assert set(names) <= set(contract.output_names(stage, dataset if stage == "scenes" else None))
     with pytest.raises(ConfigError, match=r"^store contract: .*'intensity'"):
         check_store_reads("scannet", ("colors", "intensity"))  # a mesh record has no intensity
+
+
+def test_write_scene_checks_the_declaration_before_writing(tmp_path):
+    """The store itself refuses a write that breaks the contract, so no writer can bypass it."""
+    root = str(tmp_path / "stores")
+    store.reset_stage(root, "refine", {"fingerprint": "f"})
+    declared = contract.declared("refine")
+    with pytest.raises(SceneError, match="^stage 'refine' wrote undeclared key 'labels' \\(did you mean 'label'\\?\\)$"):
+        store.write_scene(root, "refine", SCENE, {"labels": np.zeros(3, np.uint8)}, "f", declared=declared)
+    with pytest.raises(SceneError, match="^stage 'refine' key 'label' must be a uint8 array of rank 1, got int64"):
+        store.write_scene(root, "refine", SCENE, {"label": np.zeros(3, np.int64)}, "f", declared=declared)
+    assert SCENE not in store.open_stage(root, "refine")
+    store.write_scene(root, "refine", SCENE, {"label": np.zeros(3, np.uint8)}, "f", declared=declared)
+    assert store.done_scenes(root, "refine") == [SCENE]

@@ -22,6 +22,7 @@ import pipeline.clip.stages as clip_stages
 from pipeline import runner, store
 from pipeline.clip.model import pick_device as pipeline_device
 from pipeline.errors import PipelineError
+from pipeline.plan import Status
 from pipeline.stages import load_graph, parse_graph
 from trainer.cli import app, with_device
 from trainer.config import ConfigError, TrainConfig, load_config
@@ -178,12 +179,12 @@ def test_gpu_stages_and_when_the_local_cluster_gets_a_gpu_worker(monkeypatch):
     checked = []
     monkeypatch.setattr(runner, "cuda_available", lambda: checked.append(1) or True)
     cfg = runner.RunConfig("scannet", Path("."), "memory://x", workers=2)
-    todo = runner.StagePlan(features, {"device": "auto"}, "f", "new")
+    todo = runner.StagePlan(features, {"device": "auto"}, "f", Status.REBUILD, "never run")
     assert runner.needs_local_gpu(cfg, [todo])
     assert not runner.needs_local_gpu(replace(cfg, workers=0), [todo])            # in-process
     assert not runner.needs_local_gpu(replace(cfg, scheduler="tcp://a:1"), [todo])  # the cluster's own
     checked.clear()
-    assert not runner.needs_local_gpu(cfg, [replace(todo, reason="up to date")])
+    assert not runner.needs_local_gpu(cfg, [replace(todo, status=Status.UP_TO_DATE)])
     assert not runner.needs_local_gpu(cfg, [replace(todo, params={"device": "cpu"})])
     assert not checked  # torch is not asked when no GPU stage runs
 

@@ -20,6 +20,8 @@ ARI_FLOOR = {"bunny": 0.99885, "cycloidal": 0.99825, "featuretype": 1.0, "octago
 # mesh -> how many segments the reference's own two builds differ by (README: 9 vs 10); the
 # count must be within 2% of the reference, or within the reference's own spread where larger
 REF_COUNT_SPREAD = {"octagonal_pocket": 1}
+# the geosets stage's declared Felzenszwalb params (ScanNet's segmentator constants)
+SEGMENTATOR = {k: stage_params("geosets")[k] for k in ("k_thresh", "seg_min_verts")}
 
 
 def read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +50,7 @@ def grid_mesh(nx: int, ny: int, height=None) -> tuple[np.ndarray, np.ndarray]:
 def test_matches_scannet_segmentator(mesh: str) -> None:
     vertices, faces = read_mesh(FIXTURES / f"{mesh}.ply")
     ref = np.asarray(json.loads((FIXTURES / f"{mesh}.0.010000.segs.json").read_text())["segIndices"])
-    ours = segment_mesh(vertices, faces, k_thresh=0.01, seg_min_verts=20)
+    ours = segment_mesh(vertices, faces, **SEGMENTATOR)
     assert ours.dtype == np.int32 and ours.shape == ref.shape
     assert adjusted_rand_score(ref, ours) >= ARI_FLOOR[mesh]
     n_ref, n_ours = len(np.unique(ref)), len(np.unique(ours))
@@ -57,7 +59,7 @@ def test_matches_scannet_segmentator(mesh: str) -> None:
 
 def test_flat_grid_is_one_set() -> None:
     vertices, faces = grid_mesh(30, 30)
-    ids = segment_mesh(vertices, faces)
+    ids = segment_mesh(vertices, faces, **SEGMENTATOR)
     assert np.all(ids == 0)
 
 
@@ -67,7 +69,7 @@ def test_sharp_fold_gives_two_sets() -> None:
     wall = vertices[:, 0] > 15
     vertices[wall, 2] = vertices[wall, 0] - 15
     vertices[wall, 0] = 15
-    ids = segment_mesh(vertices, faces)
+    ids = segment_mesh(vertices, faces, **SEGMENTATOR)
     assert len(np.unique(ids)) == 2
     floor_side = vertices[:, 0] < 15
     up_side = vertices[:, 2] > 0
@@ -81,10 +83,10 @@ def test_small_segments_are_merged_and_unused_vertices_stay_alone() -> None:
     vertices, faces = grid_mesh(20, 20)
     vertices[(vertices[:, 0] == 10) & (vertices[:, 1] == 10), 2] = 3.0
     vertices = np.vstack([vertices, [[100, 100, 100]]]).astype(np.float32)
-    ids = segment_mesh(vertices, faces, seg_min_verts=20)
+    ids = segment_mesh(vertices, faces, **SEGMENTATOR)
     assert len(np.unique(ids[:-1])) == 1
     assert ids[-1] == 1
-    no_merge = segment_mesh(vertices, faces, seg_min_verts=1)
+    no_merge = segment_mesh(vertices, faces, **{**SEGMENTATOR, "seg_min_verts": 1})
     assert len(np.unique(no_merge)) > 2
 
 

@@ -10,7 +10,7 @@ from pipeline import store
 from pipeline.datasets.synthetic.nuscenes import generate_nuscenes
 from pipeline.geometry.vccs import supervoxels
 from pipeline.runner import RunConfig, run
-from pipeline.stages import load_graph
+from pipeline.stages import load_graph, stage_params
 
 HW = (72, 128)
 
@@ -43,7 +43,8 @@ def test_every_stage_runs_with_the_lidar_settings(stores: tuple[Path, Path]):
         assert pseudo["label"].max() < 16 and refined["label"].max() < 16
         # VCCS with the LiDAR preset (0.2 m voxels, 2 m seeds), no colour (LiDAR has none)
         assert geosets["method"] == "vccs"
-        expected = supervoxels(scene["points"], None, None, voxel_resolution=0.2, seed_resolution=2.0)
+        weights = {k: v for k, v in stage_params("geosets").items() if k.endswith("_importance")}
+        expected = supervoxels(scene["points"], None, None, voxel_resolution=0.2, seed_resolution=2.0, **weights)
         np.testing.assert_array_equal(geosets["set_id"], expected)
         assert 50 < geosets["num_sets"] < len(scene["points"]) / 20
         # the simulated VLM is right about half the time, the per-frame set vote more often

@@ -1,5 +1,6 @@
-"""The pre-flight checks one by one: store roots, CLIP weights (looked up, never downloaded), and
-which stages they apply to. Every test here runs with the network blocked."""
+"""The pre-flight checks one by one: store roots, CLIP weights (looked up, never downloaded), which
+stages they apply to (those the plan computes), and every problem of a run reported together, the
+most basic first. Every test here runs with the network blocked."""
 from __future__ import annotations
 
 import socket
@@ -8,9 +9,8 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from pipeline import preflight, store
-from pipeline.errors import PipelineError
-from pipeline.runner import RunConfig, plan
+from pipeline import preflight
+from pipeline.plan import RunConfig, Status, plan_run
 from pipeline.stages import load_graph
 
 OPENAI_REPO = "timm/vit_base_patch16_clip_224.openai"  # where open_clip keeps ViT-B-16 'openai' on the hub
@@ -51,11 +51,11 @@ def fake_hub_file(hub: Path, repo: str, filename: str) -> Path:
 
 
 def test_store_root_folder_missing_folder_and_url_pass(tmp_path):
-    preflight.check_store_root(str(tmp_path))
-    preflight.check_store_root(str(tmp_path / "new" / "stores"))
+    assert preflight.store_root_problem(str(tmp_path)) is None
+    assert preflight.store_root_problem(str(tmp_path / "new" / "stores")) is None
     assert not (tmp_path / "new").exists()  # checked, not created: a refused run writes nothing
-    preflight.check_store_root(f"file://{tmp_path}")
-    preflight.check_store_root("memory://somewhere")
+    assert preflight.store_root_problem(f"file://{tmp_path}") is None
+    assert preflight.store_root_problem("memory://somewhere") is None
 
 
 @pytest.mark.parametrize("root, message", [
@@ -67,9 +67,7 @@ def test_store_root_folder_missing_folder_and_url_pass(tmp_path):
 def test_store_root_that_cannot_be_a_folder_is_refused(root, message, tmp_path):
     file = tmp_path / "stores.txt"
     file.write_text("")
-    with pytest.raises(PipelineError) as err:
-        preflight.check_store_root(root.format(file=file))
-    assert str(err.value).startswith(message.format(file=file))
+    assert preflight.store_root_problem(root.format(file=file)).startswith(message.format(file=file))
 
 
 @pytest.mark.parametrize("missing", [False, True], ids=["existing", "to be created"])
@@ -81,8 +79,7 @@ def test_unwritable_store_root_is_refused(missing, tmp_path, monkeypatch):
     monkeypatch.setattr(preflight.tempfile, "TemporaryFile", denied)
     root = tmp_path / "stores" if missing else tmp_path
     what = f"cannot be created in {tmp_path}" if missing else "is not writable"
-    with pytest.raises(PipelineError, match=f"^store root {root} {what} \\(Permission denied\\); "):
-        preflight.check_store_root(str(root))
+    assert preflight.store_root_problem(str(root)).startswith(f"store root {root} {what} (Permission denied); ")
 
 
 def test_checkpoint_must_be_a_readable_file(tmp_path):
@@ -143,28 +140,53 @@ def test_clip_stages_are_those_declaring_clip_params():
     assert not preflight.uses_clip(graph.stages["features"].variants["simulated"])
 
 
-def test_an_up_to_date_stage_runs_only_for_scenes_not_done(toy):
-    """Rebuilt stages always run; an up-to-date one only when a scene of the run is not done."""
+def test_weights_are_checked_for_the_stages_the_plan_computes(toy, tmp_path, monkeypatch):
+    """A rebuilt stage is checked; an up-to-date one only when a scene of the run is not done."""
     from test_distributed import local_run
 
-    graph = load_graph(toy["stages"])
-    cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"])
-    never = {p.stage.name: p for p in plan(graph, cfg)}
-    assert preflight.will_run(never["double"], toy["store"], lambda: pytest.fail("scenes asked for"))
     local_run(toy, toy["store"])
-    done = {p.stage.name: p for p in plan(graph, cfg)}
-    assert done["double"].reason == "up to date"
-    assert not preflight.will_run(done["double"], toy["store"], lambda: ["s0", "s1"])
-    assert preflight.will_run(done["double"], toy["store"], lambda: ["s0", "s9"])
-    assert not preflight.will_run(done["offset"], toy["store"], lambda: [])  # a global stage
-    store.filesystem(toy["store"])[0].rm(store.stage_url(toy["store"], "offset"), recursive=True)
-    offset = next(p for p in plan(graph, cfg) if p.stage.name == "offset")
-    assert offset.reason == "never run" and preflight.will_run(offset, toy["store"], lambda: [])
+    monkeypatch.setattr(preflight, "uses_clip", lambda stage: stage.name in ("double", "offset"))
+    graph = load_graph(toy["stages"])
+    checked: list[str] = []
+
+    def weights(p):
+        checked.append(p.stage.name)
+        return {"": f"{p.stage.name} has no weights"}
+
+    fresh = RunConfig(dataset="toy", data_root=toy["raw"], store_root=str(tmp_path / "fresh"))
+    assert sorted(preflight.problems(fresh, plan_run(graph, fresh), weights)) == [
+        "double has no weights", "offset has no weights"]
+    checked.clear()
+    done = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"])
+    assert preflight.problems(done, plan_run(graph, done), weights) == [] and checked == []
+    more = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"], scenes=("s0", "s9"))
+    plan = plan_run(graph, more)
+    assert plan.stage("double").status is Status.RESUME and plan.stage("offset").status is Status.UP_TO_DATE
+    assert preflight.problems(more, plan, weights) == ["double has no weights"]
 
 
-def test_raise_first_names_the_worker():
-    preflight.raise_first({"": None, "tcp://a:1": None})
-    with pytest.raises(PipelineError, match=r"^on worker tcp://b:2: missing$"):
-        preflight.raise_first({"tcp://a:1": None, "tcp://b:2": "missing", "tcp://c:3": "other"})
-    with pytest.raises(PipelineError, match=r"^here$"):
-        preflight.raise_first({"": "here"})
+def test_every_problem_is_reported_most_basic_first(toy, tmp_path, monkeypatch):
+    """A store root that is a file, a data root that does not exist, a bad class list and missing
+    weights: all four, one line each, in that order (not only the weights, as before)."""
+    graph = load_graph(toy["stages"])
+    file = tmp_path / "stores.txt"
+    file.write_text("")
+    cfg = RunConfig(dataset="toy", data_root=tmp_path / "raw-typo", store_root=str(file))
+    plan = plan_run(graph, cfg)
+    plan.stages[1].params = {**plan.stages[1].params, "classes": "no-such-list"}
+    monkeypatch.setattr(preflight, "uses_clip", lambda stage: stage.name == "offset")
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.check(cfg, plan, lambda p: {"": "stage 'offset': no weights", "tcp://w:1": "other"})
+    lines = err.value.problems
+    assert str(err.value) == "\n".join(lines) and len(lines) == 4
+    assert lines[0].startswith(f"store root {file} is a file; ")
+    assert lines[1] == f"data root {tmp_path / 'raw-typo'} does not exist; --data-root takes the folder of the raw dataset 'toy'"
+    assert lines[2].startswith(f"stage '{plan.stages[1].stage.name}': ") and "no-such-list" in lines[2]
+    assert lines[3] == "stage 'offset': no weights"
+
+
+def test_first_problem_names_the_worker():
+    assert preflight.first_problem({"": None, "tcp://a:1": None}) is None
+    assert preflight.first_problem({"tcp://a:1": None, "tcp://b:2": "missing", "tcp://c:3": "other"}) == (
+        "on worker tcp://b:2: missing")
+    assert preflight.first_problem({"": "here"}) == "here"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pipeline import store
-from pipeline.runner import RunConfig, plan, run
+from pipeline.plan import RunConfig, Status, plan_run, plan_stages
+from pipeline.runner import run
 from pipeline.stages import load_graph
 
 
@@ -64,7 +65,7 @@ def test_changed_param_invalidates_only_that_stage_and_downstream(toy):
     np.testing.assert_allclose(_values(toy)["s0"], np.arange(5) * 2.0 + 1.0)
     graph = load_graph(toy["stages"])
     cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"], overrides={"offset": {"offset": 3.0}})
-    reasons = {p.stage.name: p.reason for p in plan(graph, cfg)}
+    reasons = {p.stage.name: p.reason for p in plan_stages(graph, cfg)}
     assert reasons["offset"] == "params changed: offset 1.0 -> 3.0"
     assert reasons["shifted"] == "upstream changed: offset" and reasons["double"] == "up to date"
 
@@ -86,7 +87,7 @@ def test_code_version_bump_invalidates(toy):
         'double_stage"\n    kind: scene\n    needs: [scenes]\n    version: 1', 'double_stage"\n    kind: scene\n    needs: [scenes]\n    version: 2'))
     graph = load_graph(toy["stages"])
     cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"])
-    reasons = {p.stage.name: p.reason for p in plan(graph, cfg)}
+    reasons = {p.stage.name: p.reason for p in plan_stages(graph, cfg)}
     assert reasons["double"] == "code version 1 -> 2"
     assert reasons["scenes"] == "up to date" and reasons["shifted"].startswith("upstream changed")
 
@@ -179,7 +180,7 @@ def test_variant_replaces_stage_and_invalidates_downstream(toy):
     np.testing.assert_allclose(_values(toy)["s1"], -(np.arange(5) + 1.0) + 10.0)
     graph = load_graph(toy["stages"])
     cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"])
-    assert {p.stage.name: p.reason for p in plan(graph, cfg)}["double"] == "variant negate -> default"
+    assert {p.stage.name: p.reason for p in plan_stages(graph, cfg)}["double"] == "variant negate -> default"
     with pytest.raises(Exception, match="stage 'double' has no variant 'halve' \\(known: default, negate\\)"):
         _run(toy, variants={"double": "halve"})
 
@@ -191,3 +192,69 @@ def test_stages_file_from_the_environment(toy, monkeypatch):
     assert set(graph.datasets) == {"toy"} and "double" in graph.stages
     cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"], workers=0)
     assert {r.name: r.done for r in run(graph, cfg)}["shifted"] == 4
+
+
+def test_plan_gives_every_stage_and_scene_a_status_and_a_reason(toy):
+    """One planner: a fresh store rebuilds everything; a run makes it all up to date; a lost done
+    marker resumes exactly that scene, with the reason, and the stages it feeds."""
+    graph = load_graph(toy["stages"])
+    cfg = RunConfig(dataset="toy", data_root=toy["raw"], store_root=toy["store"])
+    fresh = plan_run(graph, cfg)
+    assert {p.status for p in fresh.stages} == {Status.REBUILD} and fresh.scenes == ["s0", "s1", "s2", "s3"]
+    assert fresh.stage("double").todo()["s1"].reason == "never run"
+    _run(toy)
+    done = plan_run(graph, cfg)
+    assert all(p.status is Status.UP_TO_DATE and not p.todo() for p in done.stages)
+    del store.open_stage(toy["store"], "double", mode="a")["s2"].attrs["done"]
+    resumed = plan_run(graph, cfg)
+    assert {p.stage.name: p.status for p in resumed.stages} == {
+        "scenes": Status.UP_TO_DATE, "double": Status.RESUME, "offset": Status.UP_TO_DATE, "shifted": Status.UP_TO_DATE}
+    assert {s: p.reason for s, p in resumed.stage("double").todo().items()} == {
+        "s2": "half written by an interrupted run, recomputed"}
+    assert resumed.stage("shifted").scenes["s2"].status is Status.UP_TO_DATE  # same inputs, same fingerprint
+    assert {r.name: r.done for r in _run(toy).values()} == {"scenes": 0, "double": 1, "offset": 0, "shifted": 0}
+
+
+def test_plan_without_a_scene_list_keeps_the_reason(toy, tmp_path):
+    """A data root that does not exist: stage statuses still, no scene plans, the problem kept."""
+    graph = load_graph(toy["stages"])
+    cfg = RunConfig(dataset="toy", data_root=tmp_path / "nowhere", store_root=toy["store"])
+    plan = plan_run(graph, cfg)
+    assert plan.scene_problem == (f"data root {tmp_path / 'nowhere'} does not exist; --data-root takes the "
+                                  "folder of the raw dataset 'toy'")
+    assert all(p.scenes is None and p.status is Status.REBUILD for p in plan.stages)
+
+
+def _module_imports(body: list) -> list:
+    """The import statements of a module's top level, those under `if TYPE_CHECKING:` included."""
+    import ast
+
+    found = []
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, (ast.If, ast.Try)):
+            found += _module_imports(node.body + node.orelse)
+    return found
+
+
+def test_pipeline_modules_import_no_cycle():
+    """The modules of pipeline/ import each other one way (module-level imports, type-checking
+    ones too; a function may import lazily): the planner, the runner and the pre-flight included."""
+    import ast
+    from graphlib import TopologicalSorter
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {".".join(p.relative_to(root).with_suffix("").parts): p for p in (root / "pipeline").rglob("*.py")}
+    modules = {name.removesuffix(".__init__"): path for name, path in modules.items()}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in _module_imports(ast.parse(path.read_text()).body):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                         for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {d for d in deps if d in modules and d != name}
+    TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle

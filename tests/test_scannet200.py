@@ -19,11 +19,11 @@ from pipeline.clip.model import TINY_CONFIG
 from pipeline.datasets.base import LABELMAPS
 from pipeline.datasets.scannet import RAW_LABELS_TSV, ScanNetReader
 from pipeline.errors import PipelineError, SceneError
-from pipeline.explain import scene_reasons
 from pipeline.labels.maskclip3d import score_scenes, summary
 from pipeline.labelsets import NYU40, RAW, class_groups, eval_labels
 from pipeline.metrics import miou_by_group
-from pipeline.runner import RunConfig, plan, run
+from pipeline.plan import RunConfig, plan_run
+from pipeline.runner import run
 from pipeline.stages import load_graph
 
 SCENE = "scene0000_00"
@@ -142,9 +142,8 @@ def test_nyu40_only_scene_is_refused_for_scannet200_in_one_line(raw: tuple[Path,
 def test_switching_to_scannet200_reruns_only_text_and_the_label_stages(raw, preprocessed: Path, tmp_path: Path):
     stores = Path(shutil.copytree(preprocessed, tmp_path / "stores"))
     graph, cfg = load_graph(), _cfg(raw[0], stores, "scannet200")
-    plans = plan(graph, cfg)
-    pending = scene_reasons(graph, cfg, plans)
-    rerun = {p.stage.name for p in plans if p.reason != "up to date" or pending[p.stage.name]}
+    plans = plan_run(graph, cfg).stages
+    rerun = {p.stage.name for p in plans if p.computes}
     assert rerun == {"text", "pseudo", "refine", "vote"}, {p.stage.name: p.reason for p in plans}
     reports = {r.name: (r.done, r.skipped) for r in run(graph, cfg)}
     assert reports == {"scenes": (0, 1), "features": (0, 1), "pairs": (0, 1), "geosets": (0, 1),

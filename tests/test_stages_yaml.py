@@ -225,3 +225,15 @@ def test_repository_params_carry_their_ranges(stage, variant, param, text):
 ])
 def test_repository_dataset_params_carry_their_ranges(dataset, param, text):
     assert load_graph().datasets[dataset].reader_params[param].range_text() == text
+
+
+def test_nuscenes_cameras_are_declared_once_and_checked_per_item():
+    """The camera list is one YAML anchor: the default of both nuScenes datasets and the channels
+    a run may name."""
+    graph = load_graph()
+    cameras = graph.datasets["nuscenes"].reader_params["cameras"]
+    assert list(cameras.choices) == cameras.default == graph.datasets["synthetic-nuscenes"].reader_params["cameras"].default
+    assert graph.params("scenes", "nuscenes", {"cameras": ["CAM_BACK", "CAM_FRONT"]})["cameras"] == ["CAM_BACK", "CAM_FRONT"]
+    with pytest.raises(PipelineError, match="^dataset 'nuscenes': param 'cameras' must be items from \\['CAM_FRONT', "
+                                            ".*\\], got 'CAM_TOP'$"):
+        graph.params("scenes", "nuscenes", {"cameras": ["CAM_FRONT", "CAM_TOP"]})

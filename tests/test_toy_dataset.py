@@ -118,6 +118,7 @@ def toy_project(tmp_path_factory) -> dict[str, Path]:
     (root / "stages.yaml").write_text(DEFAULT_STAGES_FILE.read_text().rstrip("\n") + "\n" + ENTRY)
     (root / "classes").mkdir()
     (root / "classes" / "toy.txt").write_text("floor\nrug\n")
+    (root / "raw").mkdir()  # its data root: the toy reader makes its scenes without raw files
     out = tmp_path_factory.mktemp("toy_out")
     (root / "presets").mkdir()
     (root / "presets" / "toy.yaml").write_text(yaml.safe_dump({

@@ -10,6 +10,8 @@ from pipeline.geometry.sets import geosets_stage
 from pipeline.geometry.vccs import supervoxels
 from pipeline.stages import stage_params
 
+WEIGHTS = {k: stage_params("geosets")[k] for k in ("color_importance", "spatial_importance", "normal_importance")}
+
 
 def blobs(n_blobs: int = 4, per_blob: int = 3000, gap: float = 3.0,
           seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,7 +36,7 @@ def solid_cube(side: float, step: float) -> np.ndarray:
 
 def test_blobs_are_never_mixed_and_every_point_is_assigned() -> None:
     points, colors, blob = blobs()
-    ids = supervoxels(points, colors, voxel_resolution=0.1, seed_resolution=0.4)
+    ids = supervoxels(points, colors, voxel_resolution=0.1, seed_resolution=0.4, **WEIGHTS)
     assert ids.dtype == np.int32 and ids.shape == (len(points),)
     assert ids.min() == 0 and np.array_equal(np.unique(ids), np.arange(ids.max() + 1))
     for s in np.unique(ids):
@@ -45,15 +47,15 @@ def test_blobs_are_never_mixed_and_every_point_is_assigned() -> None:
 
 def test_deterministic() -> None:
     points, colors, _ = blobs(n_blobs=2)
-    first = supervoxels(points, colors, voxel_resolution=0.1, seed_resolution=0.4)
-    again = supervoxels(points.copy(), colors.copy(), voxel_resolution=0.1, seed_resolution=0.4)
+    first = supervoxels(points, colors, voxel_resolution=0.1, seed_resolution=0.4, **WEIGHTS)
+    again = supervoxels(points.copy(), colors.copy(), voxel_resolution=0.1, seed_resolution=0.4, **WEIGHTS)
     assert np.array_equal(first, again)
 
 
 @pytest.mark.parametrize("seed_resolution", [0.4, 0.5, 1.0])
 def test_set_count_scales_with_volume_over_seed_cube(seed_resolution: float) -> None:
     points = solid_cube(2.0, 0.1)
-    ids = supervoxels(points, voxel_resolution=0.1, seed_resolution=seed_resolution)
+    ids = supervoxels(points, voxel_resolution=0.1, seed_resolution=seed_resolution, **WEIGHTS)
     expected = (2.0 / seed_resolution) ** 3
     assert abs(ids.max() + 1 - expected) <= 0.1 * expected
 
@@ -62,7 +64,7 @@ def test_isolated_outliers_join_the_nearest_supervoxel() -> None:
     points, colors, blob = blobs(n_blobs=2)
     far = np.array([[-2.0, 0, 0], [20.0, 0, 0]], dtype=np.float32)  # near blob 0 / past blob 1
     ids = supervoxels(np.vstack([points, far]), np.vstack([colors, np.zeros((2, 3), np.uint8)]),
-                      voxel_resolution=0.1, seed_resolution=0.4)
+                      voxel_resolution=0.1, seed_resolution=0.4, **WEIGHTS)
     assert ids.min() >= 0
     assert ids[-2] in ids[:-2][blob == 0] and ids[-1] in ids[:-2][blob == 1]
 
@@ -76,7 +78,7 @@ def test_normals_split_an_l_shaped_surface() -> None:
     wall = np.stack([np.zeros_like(u), v, u + 0.02], 1)
     points = np.vstack([floor, wall]).astype(np.float32)
     normals = np.repeat(np.array([[0, 0, 1], [1, 0, 0]], np.float32), len(u), axis=0)
-    ids = supervoxels(points, normals=normals, voxel_resolution=0.05, seed_resolution=0.4)
+    ids = supervoxels(points, normals=normals, voxel_resolution=0.05, seed_resolution=0.4, **WEIGHTS)
     on_floor = np.arange(len(points)) < len(u)
     for s in np.unique(ids):
         member = ids == s
@@ -100,7 +102,7 @@ def test_pca_normal_is_the_smallest_eigenvector() -> None:
 def test_rejects_bad_resolutions() -> None:
     points, _, _ = blobs(n_blobs=1)
     with pytest.raises(ValueError):
-        supervoxels(points, voxel_resolution=0.5, seed_resolution=0.4)
+        supervoxels(points, voxel_resolution=0.5, seed_resolution=0.4, **WEIGHTS)
 
 
 def test_geosets_stage_runs_vccs_without_faces() -> None:
@@ -131,8 +133,8 @@ def test_geosets_vccs_sizes_are_params_not_a_sensor_guess() -> None:
     scene = {"points": points, "colors": colors, "intensity": np.ones(len(points), np.float32)}
     params = stage_params("geosets", {"method": "vccs"})
     expected = supervoxels(points, colors, voxel_resolution=params["voxel_resolution"],
-                           seed_resolution=params["seed_resolution"])
+                           seed_resolution=params["seed_resolution"], **WEIGHTS)
     np.testing.assert_array_equal(geosets_stage({"scenes": scene}, params)["set_id"], expected)
     lidar = stage_params("geosets", dataset="nuscenes")
-    expected = supervoxels(points, colors, voxel_resolution=0.2, seed_resolution=2.0)
+    expected = supervoxels(points, colors, voxel_resolution=0.2, seed_resolution=2.0, **WEIGHTS)
     np.testing.assert_array_equal(geosets_stage({"scenes": scene}, lidar)["set_id"], expected)

@@ -19,6 +19,8 @@ from pipeline.labels.vote import (
 )
 from pipeline.stages import stage_params
 
+SEGMENTATOR = {k: stage_params("geosets")[k] for k in ("k_thresh", "seg_min_verts")}  # declared defaults
+
 
 def test_weights_decide_the_vote_and_counting_is_the_papers_mode():
     labels = np.array([1, 1, 2, 0], np.uint8)
@@ -83,10 +85,10 @@ def flat_mesh(colors_split: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_colour_term_splits_a_flat_surface_at_a_colour_edge_and_is_off_at_zero():
     points, faces, colors = flat_mesh(colors_split=True)
-    plain = segment_mesh(points, faces)
+    plain = segment_mesh(points, faces, **SEGMENTATOR)
     assert len(np.unique(plain)) == 1  # normals alone: one flat set
-    assert np.array_equal(segment_mesh(points, faces, colors=colors, color_weight=0.0), plain)
-    coloured = segment_mesh(points, faces, colors=colors, color_weight=1.0)
+    assert np.array_equal(segment_mesh(points, faces, **SEGMENTATOR, colors=colors, color_weight=0.0), plain)
+    coloured = segment_mesh(points, faces, **SEGMENTATOR, colors=colors, color_weight=1.0)
     left, right = coloured[points[:, 0] < 0.095], coloured[points[:, 0] > 0.095]
     assert len(np.unique(left)) == 1 and len(np.unique(right)) == 1 and left[0] != right[0]
 

@@ -86,7 +86,7 @@ def write_synthetic_store(store_root: str | Path, num_scenes: int = 1, seed: int
         store.reset_stage(store_root, stage, {"fingerprint": FINGERPRINT})
     store.write_scene(store_root, "text", store.GLOBAL,
                       {"embeddings": orthonormal_text(len(CLASS_NAMES), embed_dim, seed),
-                       "class_names": list(CLASS_NAMES)}, FINGERPRINT)
+                       "class_names": list(CLASS_NAMES)}, FINGERPRINT, declared=None)
     rng = np.random.default_rng(seed)
     scenes = []
     for i in range(num_scenes):
@@ -107,6 +107,6 @@ def write_synthetic_store(store_root: str | Path, num_scenes: int = 1, seed: int
             "geosets": {"set_id": r["set_id"]},
         }
         for stage, arrays in outputs.items():
-            store.write_scene(store_root, stage, scene, arrays, FINGERPRINT)
+            store.write_scene(store_root, stage, scene, arrays, FINGERPRINT, declared=None)
         scenes.append(scene)
     return scenes

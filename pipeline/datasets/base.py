@@ -55,6 +55,18 @@ def scenes_stage(reader: Reader, scene: str) -> dict[str, Any]:
     return {**reader.read(scene), "raw_files": [list(entry) for entry in reader.manifest(scene)]}
 
 
+def pose_problem(camera_to_world: np.ndarray) -> str | None:
+    """Why a frame's camera-to-world pose cannot place it (not finite, or singular, so that it has
+    no camera_from_world); None when it can."""
+    if not np.isfinite(camera_to_world).all():
+        return "pose not finite (-inf/nan)"
+    try:
+        np.linalg.inv(camera_to_world)
+    except np.linalg.LinAlgError:
+        return "pose not invertible (singular matrix)"
+    return None
+
+
 def frames_record(colors: list[np.ndarray], depths: list[np.ndarray], world_to_camera: list[np.ndarray],
                   intrinsics: list[np.ndarray], ids: list[int], hw: tuple[int, int],
                   skipped: dict[str, list[str]], where: str | Path) -> dict[str, Any]:

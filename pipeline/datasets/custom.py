@@ -23,8 +23,8 @@ VCCS supervoxels instead of Felzenszwalb.
 Frames are read like ScanNet's exported frames (:mod:`pipeline.datasets.scannet`): colour decoded
 by :func:`pipeline.datasets.sens.color_image` onto the depth camera's frame at ``image_size``,
 depth resized nearest, intrinsics scaled to it. A frame with a file missing or unreadable, a
-pose that is not finite, or depth that is not single-channel uint16 of the first kept frame's
-size is skipped and reported per scene; so are files in ``frames/`` not named like a frame.
+pose that is not finite or not invertible, or depth that is not single-channel uint16 of the first
+kept frame's size is skipped and reported per scene; so are files in ``frames/`` not named like a frame.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from pipeline.datasets.base import ManifestEntry, file_entry, frames_record
+from pipeline.datasets.base import ManifestEntry, file_entry, frames_record, pose_problem
 from pipeline.datasets.scannet import ply_faces, read_intrinsics_3x3, read_ply, scale_intrinsics
 from pipeline.datasets.sens import COLOR_ERRORS, color_image
 from pipeline.errors import PipelineError, SceneError
@@ -196,8 +196,8 @@ def read_pose(path: Path, camera_axes: str, skip: Skip) -> np.ndarray | None:
     except ValueError:
         skip("pose unreadable (want 16 numbers, a 4x4 camera-to-world matrix)", path)
         return None
-    if not np.isfinite(pose).all():
-        skip("pose not finite (-inf/nan)", path)
+    if problem := pose_problem(pose):
+        skip(problem, path)
         return None
     return pose @ GL_FROM_CV if camera_axes == "opengl" else pose
 

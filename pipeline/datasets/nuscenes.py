@@ -40,7 +40,6 @@ from pipeline.datasets.base import DATA_DIR, ManifestEntry, file_entry
 from pipeline.datasets.scannet import scale_intrinsics
 from pipeline.errors import PipelineError, SceneError
 
-CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 CLASSES = DATA_DIR / "classes" / "nuscenes16.txt"
 TABLES = ("sample_data", "calibrated_sensor", "ego_pose", "category", "lidarseg")
 # pipeline split -> devkit split, per version suffix
@@ -160,10 +159,7 @@ class NuScenesReader:
     def __init__(self, root: str | Path, params: Mapping[str, Any]):
         self.root = Path(root)
         self.version = str(params["version"])
-        self.cameras = list(params["cameras"])
-        unknown = sorted(set(self.cameras) - set(CAMERAS))
-        if unknown:
-            raise PipelineError(f"unknown camera channel '{unknown[0]}' (known: {', '.join(CAMERAS)})")
+        self.cameras = list(params["cameras"])  # checked against the channels stages.yaml lists
         self.sweeps = int(params["sweeps"])
         self.image_size = tuple(params["image_size"]) if params["image_size"] else None
         if self.sweeps < 1:

@@ -9,8 +9,8 @@ NYU40 by ``scannetv2-labels.combined.tsv`` in DATA_ROOT, or NYU40 ids when that 
 as the synthetic rooms write them), read as ``frame_labels`` for the benchmarks' simulated VLM;
 the frames may live under another root (``frames_root``, e.g. scannet_frames_25k). Colour is resized onto the depth camera's
 frame at ``image_size`` and projected with the depth intrinsics (ScanNet's depth is registered
-to colour; this is the usual 2D-3D convention). Frames with non-finite poses or missing files
-are skipped and reported per scene.
+to colour; this is the usual 2D-3D convention). Frames with non-finite or singular poses or missing
+files are skipped and reported per scene.
 
 A scene without exported frames (no ``color/`` folder under the frames root) is read from its
 raw stream ``scans/<scene>/<scene>.sens`` instead (:mod:`pipeline.datasets.sens`): depth
@@ -53,6 +53,7 @@ from pipeline.datasets.base import (
     file_entry,
     frames_record,
     load_label_map,
+    pose_problem,
     read_split,
 )
 from pipeline.datasets.sens import COLOR_ERRORS, SensFile, color_image
@@ -449,8 +450,8 @@ class ScanNetReader:
             except ValueError:
                 skip("pose unreadable", pose_path)
                 continue
-            if not np.isfinite(pose).all():
-                skip("pose not finite (-inf/nan)", pose_path)
+            if problem := pose_problem(pose):
+                skip(problem, pose_path)
                 continue
             try:
                 with Image.open(depth_path) as im:
@@ -467,15 +468,15 @@ class ScanNetReader:
                          str(depth_path), depth_path.stem)
 
     def _sens_frames(self, sens: Path, skip: Callable[[str, str | Path], None]) -> Iterator[_Frame]:
-        """Every ``frame_skip``-th frame of the stream with a finite pose that decodes; the others
+        """Every ``frame_skip``-th frame of the stream with a usable pose (finite, invertible) that decodes; the others
         are skipped (and never decoded)."""
         h, w = self.params["image_size"]
         with SensFile(sens) as f:
             k_depth = f.header.intrinsic_depth[:3, :3].astype(np.float64)
             for i in range(0, len(f.frames), self.params["frame_skip"]):
                 pose = f.frames[i].camera_to_world.astype(np.float64)
-                if not np.isfinite(pose).all():
-                    skip("pose not finite (-inf/nan)", f"{sens} frame {i}")
+                if problem := pose_problem(pose):
+                    skip(problem, f"{sens} frame {i}")
                     continue
                 try:
                     frame = f.read_frame(i, (w, h))

@@ -16,10 +16,12 @@ from pipeline.geometry.normals import running_mean_vertex_normals
 from pipeline.geometry.sorting import radix_argsort
 
 
-def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = 0.01,
-                 seg_min_verts: int = 20, colors: np.ndarray | None = None,
-                 color_weight: float = 0.0) -> np.ndarray:
+def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float, seg_min_verts: int,
+                 colors: np.ndarray | None = None, color_weight: float = 0.0) -> np.ndarray:
     """Set id per vertex (i32[N], ids 0..S-1 in order of first vertex); unused vertices are singletons.
+
+    `k_thresh` and `seg_min_verts` have no defaults here: the geosets stage declares them in
+    stages.yaml (ScanNet's segmentator constants, 0.01 and 20).
 
     `color_weight` > 0 (beyond ScanNet's segmentator) adds that times the RGB distance of the
     edge's ends, scaled to [0, 1], to every edge weight: sets then also split at colour edges.

@@ -56,9 +56,12 @@ _MAX_KEY_BITS = 62
 
 def supervoxels(points: np.ndarray, colors: np.ndarray | None = None,
                 normals: np.ndarray | None = None, *, voxel_resolution: float,
-                seed_resolution: float, color_importance: float = 0.1,
-                spatial_importance: float = 0.4, normal_importance: float = 1.0) -> np.ndarray:
-    """Supervoxel id per point (i32[N], ids 0..S-1 in seed order); every point is assigned."""
+                seed_resolution: float, color_importance: float, spatial_importance: float,
+                normal_importance: float) -> np.ndarray:
+    """Supervoxel id per point (i32[N], ids 0..S-1 in seed order); every point is assigned.
+
+    The sizes and weights have no defaults here: the geosets stage declares them in stages.yaml.
+    """
     p = np.ascontiguousarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"points must be [N,3], got shape {p.shape}")

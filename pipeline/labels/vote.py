@@ -25,6 +25,7 @@ from pipeline.errors import SceneError
 from pipeline.geometry.felzenszwalb import segment_mesh
 from pipeline.geometry.sets import split_sets
 from pipeline.labels.refine import check_pair_labels, scope_groups
+from pipeline.stages import stage_params
 
 WEIGHTS = ("count", "confidence", "view", "confidence_view")
 VIEW_WEIGHTS = ("view", "confidence_view")  # the weights that need the viewing geometry
@@ -83,13 +84,14 @@ def weighted_set_vote(labels: np.ndarray, weights: np.ndarray, set_ids: np.ndarr
 
 def vote_sets(scene: Mapping[str, Any], set_id: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
     """i64[N]: the sets the vote runs in: `set_id` (geosets), or the mesh re-segmented with the
-    colour term (ScanNet's segmentator constants: k 0.01, 20 vertices), then cut by the cap."""
+    colour term (Felzenszwalb with the geosets stage's declared defaults), then cut by the cap."""
     if params["color_weight"] > 0:
         faces = np.asarray(scene.get("faces", np.zeros((0, 3), np.int32)))
         if len(faces) == 0:
             raise SceneError("vote.color_weight > 0 needs a mesh, but the scene has no faces")
-        set_id = segment_mesh(np.asarray(scene["points"]), faces, colors=np.asarray(scene["colors"]),
-                              color_weight=params["color_weight"])
+        geosets = stage_params("geosets")
+        set_id = segment_mesh(np.asarray(scene["points"]), faces, geosets["k_thresh"], geosets["seg_min_verts"],
+                              colors=np.asarray(scene["colors"]), color_weight=params["color_weight"])
     if params["max_set_extent"] is not None:
         set_id = split_sets(set_id, np.asarray(scene["points"]), params["max_set_extent"])
     return np.asarray(set_id).astype(np.int64)
