@@ -12,7 +12,7 @@ RUNS=data/runs/demo
 # The synthetic-scannet preset's short CPU schedule (0.1 m voxels, batch 4, 10 epochs x 2 passes,
 # phase boundaries scaled from the paper's 120 epochs), pointed at the demo's rooms and stores;
 # validated after every epoch for Fig. 6 (4 rooms, a few seconds each).
-COMMON=(--config synthetic-scannet --set runs_root="$RUNS" --set store_root="$STORES"
+COMMON=(--set runs_root="$RUNS" --set store_root="$STORES"
         --set train_split="$RAW/scannetv2_train.txt" --set val_split="$RAW/scannetv2_val.txt"
         --set eval_every=1)
 
@@ -24,18 +24,18 @@ rm -rf "$RUNS"
 mkdir -p "$RUNS"
 $BIN/hicl-pipeline eval --dataset synthetic-scannet --data-root "$RAW" --store-root "$STORES" \
   --stage pseudo --split val --output "$RUNS/maskclip3d.json"
-$BIN/hicl-train fit "${COMMON[@]}" --set name=baseline \
-  --set intra_set=false --set intra_scene=false --set inter_scene=false --set feedback=false
+# Each column is the schedule composed with a method base (trainer/presets/base/method/).
+$BIN/hicl-train fit --config synthetic-scannet,base/method/baseline "${COMMON[@]}" --set name=baseline
 $BIN/hicl-train eval --checkpoint "$RUNS/baseline/last.pt" --output "$RUNS/baseline.json"
-$BIN/hicl-train fit "${COMMON[@]}" --set name=full
+$BIN/hicl-train fit --config synthetic-scannet "${COMMON[@]}" --set name=full
 $BIN/hicl-train eval --checkpoint "$RUNS/full/last.pt" --output "$RUNS/full.json"
-# hicl-plus (beyond the paper): the full method with the keys its preset sets beyond `scannet`'s.
-PLUS_SETS=$($BIN/python -m trainer.presets_diff hicl-plus scannet)
-mapfile -t PLUS <<< "$PLUS_SETS"
-$BIN/hicl-train fit "${COMMON[@]}" --set name=plus "${PLUS[@]}"
+# hicl-plus (beyond the paper): the full method with its method base.
+$BIN/hicl-train fit --config synthetic-scannet,base/method/hicl-plus "${COMMON[@]}" --set name=plus
 $BIN/hicl-train eval --checkpoint "$RUNS/plus/last.pt" --output "$RUNS/plus.json"
 $BIN/python scripts/demo_table.py "$RUNS" --json benchmarks/results/demo.json --started "$start"
 # Fig. 3 (refinement), Fig. 4 (predictions), Fig. 6 (mIoU per epoch), Fig. 7 (t-SNE of features)
 figures=$($BIN/python -m trainer.figures "$RUNS")
 echo "demo finished in $(( $(date +%s) - start )) s; run folders, metrics and checkpoints in $RUNS"
 echo "$figures"
+echo "to look at the validation rooms in a browser (layers, per-class IoU, frames, text queries):"
+echo "  $BIN/hicl-train view --checkpoint $RUNS/full/best.pt"

@@ -96,19 +96,6 @@ def test_hicl_plus_and_every_new_key_train_end_to_end(beyond_store, tmp_path, ke
     assert all(math.isfinite(r["loss"]) for r in records if r["kind"] == "train")
     assert 0.0 <= summary["best_miou"] <= 1.0
 
-
-def test_presets_diff_gives_the_demo_hicl_plus_keys_beyond_the_paper(capsys):
-    from trainer.presets_diff import main, preset_overrides
-
-    assert preset_overrides("hicl-plus", "scannet") == [f"logit_adjustment={load_config('hicl-plus').logit_adjustment}"]
-    main(["hicl-plus", "scannet"])
-    assert capsys.readouterr().out.split() == ["--set", "logit_adjustment=0.5"]
-    with pytest.raises(SystemExit, match="sets nothing beyond"):
-        main(["scannet", "scannet"])
-    with pytest.raises(SystemExit, match="neither a file nor a preset"):
-        main(["hicl-pluss", "scannet"])
-
-
 def test_logit_adjustment_offsets_training_logits_by_the_label_shares():
     counts = torch.tensor([900, 100, 0, 25])
     offset = logit_adjustment(counts, 0.5)

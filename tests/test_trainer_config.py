@@ -139,3 +139,29 @@ def test_point_features_follow_the_declared_channels():
     np.testing.assert_allclose(both, [[-0.5, 0.5, -0.3, 0.4]], atol=1e-6)
     np.testing.assert_allclose(point_features(arrays, ("intensity", "colors")), [[0.4, -0.5, 0.5, -0.3]], atol=1e-6)
     assert input_width(("colors",)) == 3 and input_width(("colors", "intensity")) == 4
+
+
+def test_presets_compose_bases_that_state_only_what_they_change():
+    """Every base and preset file sets only keys whose value differs from TrainConfig's default
+    (besides name and extends), and a comma list composes presets in order."""
+    import dataclasses
+
+    from trainer.config import PRESETS, TrainConfig
+
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(TrainConfig)}
+    for path in PRESETS.rglob("*.yaml"):
+        keys = yaml.safe_load(path.read_text()) or {}
+        same = [k for k, v in keys.items() if k not in ("name", "extends") and defaults[k] == v]
+        assert not same, f"{path.relative_to(PRESETS)} restates defaults: {same}"
+    row_i = load_config("synthetic-scannet,base/method/baseline").to_dict()
+    assert row_i == {**load_config("synthetic-scannet").to_dict(), "intra_set": False, "intra_scene": False,
+                     "inter_scene": False, "feedback": False}
+    assert load_config("ablation-I").to_dict() == {**load_config("scannet").to_dict(), "name": "ablation-I",
+                                                   "batch_size": 4, "intra_set": False, "intra_scene": False,
+                                                   "inter_scene": False, "feedback": False}
+
+
+def test_a_comma_list_names_its_empty_part():
+    with pytest.raises(ConfigError, match="an empty name"):
+        load_config("scannet,,hicl-plus")

@@ -1,8 +1,12 @@
 """One validated training config: a YAML file (or preset) plus `key=value` overrides.
 
 Every key is a field of `TrainConfig`; unknown keys and values of the wrong type are rejected
-with the key named. A YAML file may start with `extends: <preset or path>` to inherit another
-file's keys and override some of them. `dataset` names a dataset of the stages file (stages.yaml,
+with the key named. A YAML file may start with `extends: <preset or path>`, or a list of them, to
+inherit those files' keys (merged in order, later ones win) and override some of them; the
+presets are composed that way from bases in trainer/presets/base/ (a dataset, a schedule, a
+method), each stating only what it changes from `TrainConfig`'s defaults. A config named on the
+command line may itself be a comma-separated list (`synthetic-scannet,base/method/baseline`),
+merged the same way. `dataset` names a dataset of the stages file (stages.yaml,
 or $HICL_STAGES_FILE): the point channels it declares there are the 3D model's input. `backbone`
 names a row of the backbone table (trainer/backbones.py).
 
@@ -267,23 +271,39 @@ def resolve_path(config: str | Path) -> Path:
     preset = PRESETS / f"{config}.yaml"
     if preset.is_file():
         return preset
-    names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+    names = ", ".join(sorted(str(p.relative_to(PRESETS).with_suffix("")) for p in PRESETS.rglob("*.yaml")))
     raise ConfigError(f"config '{config}' is neither a file nor a preset ({names})")
 
 
 def _read_yaml(config: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A YAML file's keys with its `extends` chain merged in (later files win)."""
+    """A YAML file's keys over those of its `extends` bases, merged in order (later ones win)."""
     path = resolve_path(config).resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'extends' loops back to itself")
     loaded = yaml.safe_load(path.read_text()) or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value")
-    base = loaded.pop("extends", None)
-    if base is not None and (path.parent / str(base)).is_file():
-        base = path.parent / str(base)  # a relative path is relative to the including file
-    merged = _read_yaml(base, seen + (path,)) if base is not None else {}
+    bases = loaded.pop("extends", None)
+    if bases is not None and not isinstance(bases, list):
+        bases = [bases]
+    merged: dict[str, Any] = {}
+    for base in bases or []:
+        if (path.parent / str(base)).is_file():
+            base = path.parent / str(base)  # a relative path is relative to the including file
+        merged.update(_read_yaml(base, seen + (path,)))
     merged.update(loaded)
+    return merged
+
+
+def read_configs(config: str | Path) -> dict[str, Any]:
+    """The keys of a config file or preset, or of a comma-separated list of them merged in order."""
+    if isinstance(config, Path) or Path(config).is_file() or "," not in config:
+        return _read_yaml(config)
+    merged: dict[str, Any] = {}
+    for part in (c.strip() for c in config.split(",")):
+        if not part:
+            raise ConfigError(f"config '{config}': an empty name in the comma-separated list")
+        merged.update(_read_yaml(part))
     return merged
 
 
@@ -306,7 +326,7 @@ def load_config(config: str | Path | None, overrides: Sequence[str] = (),
     """Config from `base` values, then a YAML file or preset, then `key=value` overrides."""
     values: dict[str, Any] = dict(base or {})
     if config is not None:
-        values.update(_read_yaml(config))
+        values.update(read_configs(config))
     for text in overrides:
         key, value = parse_override(text)
         values[key] = value
