@@ -66,8 +66,9 @@ else
   "$PY" -m venv "$VENV"
 fi
 
-# MinkowskiEngine links BLAS; open3d (TSDF fusion and ray casting of the synthetic scans) needs libusb.
-APT_PKGS=(libopenblas-dev libusb-1.0-0)
+# MinkowskiEngine links BLAS; open3d (TSDF fusion and ray casting of the synthetic scans) needs libusb;
+# the viewer's browser test drives Debian's chromium through Playwright (no browser download).
+APT_PKGS=(libopenblas-dev libusb-1.0-0 chromium)
 [ "$PYVER" = 3.11 ] || APT_PKGS+=(patch)  # scripts/setup_gpu.sh applies patches/minkowskiengine
 missing=()
 for pkg in "${APT_PKGS[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done

@@ -1,4 +1,4 @@
-"""Command line: `hicl-train fit|eval|predict` (also `typer trainer run ...`, `python -m trainer`).
+"""Command line: `hicl-train fit|eval|predict|view` (also `typer trainer run ...`, `python -m trainer`).
 
 Heavy imports (torch, MinkowskiEngine) happen inside the commands, so `--help` is instant.
 """
@@ -162,5 +162,60 @@ def predict(
         result = run_predict(cfg, checkpoint, out or cfg.run_dir / "predictions", ids, classes,
                              clip_model, clip_pretrained, clip_checkpoint)
         console.print(f"wrote {result['scenes']} scenes to {result['out_dir']}")
+
+    _run(go)
+
+
+@app.command()
+def view(
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="A best.pt/last.pt file: adds its prediction, its errors and the "
+                             "open-vocabulary query; its saved config names the store.")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    scenes: Annotated[str | None, typer.Option(
+        help="Comma-separated scene ids for the picker (default: the config's val_split); the "
+             "page opens any other scene of the store by name.")] = None,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on: 127.0.0.1 keeps the page to this machine, 0.0.0.0 opens it "
+             "to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (the next free one when it is taken).")] = 8080,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve a web page of a store's scenes: layers, per-class IoU, frames and text queries."""
+    import dataclasses
+    import socket
+    import time
+
+    from trainer.data import resolve_scenes
+    from trainer.view import check_scene, open_source, serve
+
+    if checkpoint is None and config is None:
+        raise typer.BadParameter("give --checkpoint or --config (a YAML file or a preset name)")
+
+    def go() -> None:
+        opts = with_device(overrides, device)
+        cfg = (_config_from_checkpoint(checkpoint, config, opts) if checkpoint is not None
+               else load_config(config, opts))
+        cfg = dataclasses.replace(cfg, num_workers=0, progress=False)
+        source = open_source(cfg, checkpoint)
+        ids = ([s.strip() for s in scenes.split(",") if s.strip()] if scenes
+               else resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"))
+        ids = [check_scene(cfg.store_root, s) for s in ids]
+        server, _ = serve(source, ids, host, port)
+        shown = socket.gethostname() if host == "0.0.0.0" else host
+        url = f"http://{shown}:{server.get_port()}"
+        console.print(f"viewer of {cfg.store_root} ({len(ids)} scenes): {url}", highlight=False,
+                      soft_wrap=True)
+        if host in ("127.0.0.1", "localhost"):
+            console.print(f"open it in a browser on this machine; from another one: ssh -L "
+                          f"{server.get_port()}:127.0.0.1:{server.get_port()} <this host>, then the "
+                          "same URL there. Ctrl+C stops it.", highlight=False, soft_wrap=True)
+        console.file.flush()  # the URL shows at once when stdout is a pipe
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            server.stop()
 
     _run(go)
