@@ -68,8 +68,9 @@ fi
 
 # MinkowskiEngine links BLAS; open3d (TSDF fusion and ray casting of the synthetic scans) needs libusb;
 # the viewer's browser test drives Debian's chromium through Playwright (no browser download).
-APT_PKGS=(libopenblas-dev libusb-1.0-0 chromium)
-[ "$PYVER" = 3.11 ] || APT_PKGS+=(patch)  # scripts/setup_gpu.sh applies patches/minkowskiengine
+# `patch` applies patches/minkowskiengine (all of them to the sdist on 3.12, the Python-only one to the
+# installed package on 3.11).
+APT_PKGS=(libopenblas-dev libusb-1.0-0 chromium patch)
 missing=()
 for pkg in "${APT_PKGS[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -108,6 +109,17 @@ then
     echo "[setup] building MinkowskiEngine 0.5.4 from the patched sdist (CPU-only unless a CUDA device is present; cached afterwards)"
     PYTHON=$VENV/bin/python MAX_JOBS=${MAX_JOBS:-$(nproc)} bash scripts/setup_gpu.sh "${ME_ARGS[@]}"
   fi
+fi
+
+# The PyPI build on 3.11 is unpatched: its Python files get the patch that stops instantiating
+# autograd Functions (deprecated by PyTorch, to become an error); applied once, skipped after.
+ME_PY_PATCH=patches/minkowskiengine/0011-autograd-function-static.patch
+SITE=$($VENV/bin/python -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('MinkowskiEngine').origin).parent.parent)")
+if patch -p1 --dry-run --forward --batch --quiet -d "$SITE" <"$ME_PY_PATCH" >/dev/null 2>&1; then
+  patch -p1 --forward --batch --quiet -d "$SITE" <"$ME_PY_PATCH" >/dev/null
+  echo "[setup] applied $(basename "$ME_PY_PATCH") to the installed MinkowskiEngine"
+elif ! patch -p1 --dry-run --reverse --batch --quiet -d "$SITE" <"$ME_PY_PATCH" >/dev/null 2>&1; then
+  die "$ME_PY_PATCH does not apply to the installed MinkowskiEngine in $SITE"
 fi
 
 $UV -e ".[dev]"
