@@ -54,3 +54,7 @@ bench-labels: | $(PY)  # the labels before training on the benchmark world (minu
 
 lint: | $(PY)
 	$(PY) -m ruff check pipeline trainer tests benchmarks scripts
+
+.PHONY: docs
+docs: | $(PY)  # the docs site (MkDocs, Material theme) into site/, built strictly
+	.venv/bin/mkdocs build --strict --site-dir site
