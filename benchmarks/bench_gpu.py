@@ -140,6 +140,7 @@ def trainer_phases(cfg, scenes: list[str], warmup: int, steps: int) -> dict:
     from trainer.data import SceneDataset, make_loader
     from trainer.engine import build_models, build_optimizers, compute_losses, eval_loader
     from trainer.schedule import active_terms, phase_starts
+    from trainer.terms import LossContext
 
     device = DEVICE
     models = build_models(cfg, device)
@@ -161,7 +162,7 @@ def trainer_phases(cfg, scenes: list[str], warmup: int, steps: int) -> dict:
             batch = next(iterator).to(device)
             _sync()
             t1 = time.perf_counter()
-            losses = compute_losses(models, batch, terms, cfg.feedback_temperature)
+            losses = compute_losses(models, batch, terms, LossContext(cfg.feedback_temperature, cfg.soft_targets))
             loss = torch.stack(list(losses.values())).mean()
             optimizers.zero_grad()
             loss.backward()

@@ -200,7 +200,7 @@ class ConvFlops:
 def component_step(models: Models, optimizers: Optimizers, batch: Batch, terms: ActiveTerms,
                    cfg: TrainConfig, meter: Meter, convs: ConvFlops | None = None) -> None:
     """One training step, component by component, cut at detach boundaries (see the docstring)."""
-    from trainer.terms import TermInputs, term_weights
+    from trainer.terms import LossContext, TermInputs, term_weights
 
     correlation, text = models.correlation, models.text
     if convs is not None:
@@ -210,7 +210,7 @@ def component_step(models: Models, optimizers: Optimizers, batch: Batch, terms: 
     if convs is not None:
         convs.on = False
     features = leaf(f)
-    inputs = TermInputs(text, features, batch, correlation, cfg.feedback_temperature)
+    inputs = TermInputs(text, features, batch, correlation, LossContext(cfg.feedback_temperature, cfg.soft_targets))
     grads: list[tuple[str, torch.Tensor, torch.Tensor]] = []  # (component, output, its input leaf)
     if batch.sample_voxel is not None and any(t.elements == "sample_voxel" for t in terms.terms):
         from trainer.models.correlation import inter_scene, intra_scene
@@ -252,10 +252,10 @@ def whole_step(models: Models, optimizers: Optimizers, batch: Batch, terms: Acti
     """Seconds of one step the way trainer.engine.fit runs it (losses, step loss, backward, steps)."""
     from trainer import distributed
     from trainer.engine import compute_losses, element_counts, step_loss
-    from trainer.terms import term_weights
+    from trainer.terms import LossContext, term_weights
 
     start = time.perf_counter()
-    losses = compute_losses(models, batch, terms, cfg.feedback_temperature)
+    losses = compute_losses(models, batch, terms, LossContext(cfg.feedback_temperature, cfg.soft_targets))
     part, values = step_loss(distributed.Context(0, 1, torch.device("cpu")), losses,
                              element_counts(batch, losses), term_weights(cfg))
     optimizers.zero_grad()

@@ -14,7 +14,7 @@ import torch
 
 from trainer import terms
 from trainer.config import TrainConfig, from_dict
-from trainer.data import Batch, SceneDataset, collate
+from trainer.data import ITEM_KEYS, OFFSETS, Batch, SceneDataset, collate
 from trainer.distributed import Context
 from trainer.engine import build_models, compute_losses, element_counts, step_loss
 from trainer.schedule import active_terms, phase_starts
@@ -41,7 +41,7 @@ def setup(tmp_path_factory):
 
 def computed(cfg: TrainConfig, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
     models = build_models(cfg, torch.device("cpu"))
-    return compute_losses(models, batch, active_terms(cfg, epoch), cfg.feedback_temperature)
+    return compute_losses(models, batch, active_terms(cfg, epoch), terms.loss_context(cfg))
 
 
 def expected(cfg: TrainConfig, phase: int) -> list[str]:
@@ -59,12 +59,24 @@ def test_rows_are_well_formed():
     assert names == ["cross_modal", "intra_scene", "inter_scene", "feedback"]
     assert len(set(names)) == len(names)
     bools = {f.name for f in dataclasses.fields(TrainConfig) if f.type in (bool, "bool")}
-    batch_fields = {f.name for f in dataclasses.fields(Batch)}
+    batch_fields = {*ITEM_KEYS, *OFFSETS}
     for i, term in enumerate(TERMS):
         assert term.switch is None or term.switch in bools, term.name
         assert term.elements in batch_fields and 1 <= term.first_phase <= PHASES, term.name
         assert set(term.needs_any) <= set(names[:i]), term.name
         assert term.equation.startswith("Eq. "), term.name
+
+
+def test_rows_declare_the_batch_fields_and_config_keys_they_read():
+    batch_fields = {*ITEM_KEYS, *OFFSETS}
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    for term in TERMS:
+        assert term.elements in term.reads and set(term.reads) <= batch_fields, term.name
+        assert term.config and set(term.config) <= keys, term.name
+
+
+def test_batch_keys_read_as_attributes():
+    assert not {*ITEM_KEYS, *OFFSETS} & set(dir(Batch))  # no key hidden by a dict method
 
 
 def test_schedule_follows_the_table_for_every_switch_setting():

@@ -29,6 +29,7 @@ from trainer.data import SceneDataset, collate
 from trainer.engine import build_models, compute_losses, element_counts, step_loss
 from trainer.me_compat import ME
 from trainer.schedule import active_terms
+from trainer.terms import loss_context
 
 store, scenes, out = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 torch.set_num_threads(1)
@@ -39,7 +40,7 @@ models = build_models(cfg, torch.device("cpu"))
 dataset = SceneDataset(cfg, scenes, len(models.class_names), train=True)
 batch = collate([dataset[(1, k, k)] for k in range(len(scenes))])
 terms = active_terms(cfg, 1)
-losses = compute_losses(models, batch, terms, cfg.feedback_temperature)
+losses = compute_losses(models, batch, terms, loss_context(cfg))
 part, _ = step_loss(distributed.Context(0, 1, torch.device("cpu")), losses, element_counts(batch, losses))
 part.backward()
 grads = {f"{prefix}.{name}": p.grad for prefix, module in (("encoder", models.encoder),

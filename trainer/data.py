@@ -20,7 +20,6 @@ holds the scene's pairs, so that metrics can be restricted to what some frame sa
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.me_compat import ME
 from trainer.sampling import sample_by_set
 from trainer.targets import voxel_target_mass
+from trainer.transforms import apply, augmentations
 
 
 def read_text(store_root: str, stage: str) -> tuple[np.ndarray, list[str]]:
@@ -64,17 +64,6 @@ def resolve_scenes(split: str | list[str], store_root: str, stage: str, key: str
     if not scenes:
         raise ConfigError(f"{key}: no scenes (stage '{stage}' under {store_root})")
     return scenes
-
-
-def augment(points: np.ndarray, rng: np.random.Generator, scale_range: Sequence[float]) -> np.ndarray:
-    """Random rotation about z, random x/y flips and uniform scaling (training only)."""
-    theta = rng.uniform(0.0, 2.0 * np.pi)
-    c, s = np.cos(theta), np.sin(theta)
-    rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    flips = np.where(rng.random(3) < 0.5, -1.0, 1.0)
-    flips[2] = 1.0
-    scale = rng.uniform(scale_range[0], scale_range[1])
-    return (points @ (rotation * flips[None, :] * scale).T).astype(np.float32)
 
 
 def voxelize(points: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,6 +109,7 @@ class SceneDataset(Dataset):
         self.channels = cfg.channels  # read once here: workers need not read stages.yaml
         check_store_reads(cfg.dataset, self.channels)
         self.class_set = text_class_set(cfg.store_root, cfg.classes)  # ground truth's class set, read once
+        self.transforms = augmentations(cfg) if train else []
         self._handles: dict[tuple[str, str], dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -180,8 +170,7 @@ class SceneDataset(Dataset):
             arrays["labels"] = read_eval_labels(cfg.store_root, scene, self.class_set)
         rng = np.random.default_rng([cfg.seed, epoch, position, index])
         points = arrays["points"].astype(np.float32)
-        if self.train and cfg.augment:
-            points = augment(points, rng, cfg.scale_range)
+        points = apply(points, self.transforms, rng)
         coords, unique, inverse = voxelize(points, cfg.voxel_size)
         item: dict[str, Any] = {
             "scene": scene, "coords": coords, "feats": point_features(arrays, self.channels)[unique]}
@@ -244,75 +233,79 @@ class EpochBatchSampler(Sampler):
         return -(-self.size * self.loop // self.batch_size)
 
 
-@dataclass
-class Batch:
-    """B scenes concatenated (offsets, no padding); voxel indices are global to the batch."""
+# Every key an item may carry and how collate joins the scenes' arrays (Pointcept's offsets
+# convention): "list" one entry per scene, "coords" ME's batched coordinates, "cat" concatenated,
+# "voxel"/"point" concatenated and shifted by the scene's first voxel/point (indices into the
+# batch). A new array is one entry here and one line in `SceneDataset.__getitem__`.
+ITEM_KEYS: dict[str, str] = {
+    "scene": "list",                  # scene id
+    "coords": "coords",               # i32[V, 3] -> i32[V, 4]: batch index, x, y, z
+    "feats": "cat",                   # f32[V, F]
+    "pair_voxel": "voxel",            # i64[P] training: each pair's voxel
+    "pair_label": "cat",              # i64[P]
+    "sample_voxel": "voxel",          # i64[S] training: the voxels sampled for the transformers
+    "sample_label": "cat",            # i64[S]
+    "voxel_target": "cat",            # f32[V, C] summed soft targets of each voxel's pairs
+    "sample_target": "cat",           # f32[S, C] soft target of each sampled voxel
+    "inverse": "voxel",               # i64[N] evaluation: point -> voxel
+    "unique": "point",                # i64[V] evaluation: each voxel's representative point
+    "point_labels": "cat",            # i64[N]
+    "observed": "cat",                # bool[N] point has a pair (absent: unknown for some scene)
+}
+# Offsets vectors i64[B+1] a batch carries, each counting the rows of one item key per scene.
+OFFSETS: dict[str, str] = {"offsets": "coords", "sample_offsets": "sample_voxel", "point_offsets": "inverse"}
 
-    scenes: list[str]
-    coords: torch.Tensor                      # i32[V, 4]: batch index, x, y, z
-    feats: torch.Tensor                       # f32[V, F]
-    offsets: torch.Tensor                     # i64[B+1] voxel offsets per scene
-    pair_voxel: torch.Tensor | None = None    # i64[P]
-    pair_label: torch.Tensor | None = None    # i64[P]
-    sample_voxel: torch.Tensor | None = None  # i64[S]
-    sample_label: torch.Tensor | None = None  # i64[S]
-    sample_offsets: torch.Tensor | None = None  # i64[B+1]
-    voxel_target: torch.Tensor | None = None  # f32[V, C] summed soft targets of each voxel's pairs
-    sample_target: torch.Tensor | None = None  # f32[S, C] soft target of each sampled voxel
-    inverse: torch.Tensor | None = None       # i64[N] point -> voxel
-    point_labels: torch.Tensor | None = None  # i64[N]
-    point_offsets: torch.Tensor | None = None  # i64[B+1]
-    observed: torch.Tensor | None = None      # bool[N] point has a pair (None: unknown for some scene)
+
+class Batch(dict):
+    """B scenes concatenated by offsets (no padding): the items' keys (ITEM_KEYS) and the offsets
+    of OFFSETS; keys read as attributes too, a key the scenes did not all carry as None."""
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self.get(key)
+
+    @property
+    def scenes(self) -> list[str]:
+        """The scene ids, in batch order (the items' `scene`)."""
+        return self["scene"]
 
     def to(self, device: torch.device) -> Batch:
         """Tensors moved to `device`."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if isinstance(value, torch.Tensor):
-                moved[name] = value.to(device, non_blocking=True)
-        return Batch(**moved)
+        return Batch({k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                      for k, v in self.items()})
 
 
 def _offsets(sizes: Sequence[int]) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
 
 
-def _cat(items: Sequence[dict[str, Any]], key: str, shift: torch.Tensor | None = None) -> torch.Tensor:
+def _join(items: Sequence[dict[str, Any]], key: str, offsets: dict[str, torch.Tensor]) -> Any:
+    """One key of every item joined by its rule in ITEM_KEYS."""
+    rule = ITEM_KEYS[key]
+    if rule == "list":
+        return [item[key] for item in items]
     parts = [torch.from_numpy(item[key]) for item in items]
-    if shift is not None:
+    if rule == "coords":
+        return ME.utils.batched_coordinates(parts, dtype=torch.int32)
+    if rule in ("voxel", "point"):
+        shift = offsets["offsets" if rule == "voxel" else "point_offsets"]
         parts = [p + shift[b] for b, p in enumerate(parts)]
     return torch.cat(parts)
 
 
 def collate(items: Sequence[dict[str, Any]]) -> Batch | None:
-    """Concatenate scenes: ME batched coordinates, offsets, indices shifted by voxel offsets.
-
-    None for no scenes: a rank's empty share of a last batch smaller than the world size.
-    """
+    """Concatenate scenes: every key all of them carry, joined by its ITEM_KEYS rule, and the
+    offsets of OFFSETS. None for no scenes: a rank's empty share of a last batch smaller than the
+    world size."""
     if not items:
         return None
-    offsets = _offsets([len(item["coords"]) for item in items])
-    batch = Batch(
-        scenes=[item["scene"] for item in items],
-        coords=ME.utils.batched_coordinates([torch.from_numpy(item["coords"]) for item in items],
-                                            dtype=torch.int32),
-        feats=_cat(items, "feats"), offsets=offsets)
-    if "pair_voxel" in items[0]:
-        batch.pair_voxel, batch.pair_label = _cat(items, "pair_voxel", offsets), _cat(items, "pair_label")
-    if "sample_voxel" in items[0]:
-        batch.sample_voxel = _cat(items, "sample_voxel", offsets)
-        batch.sample_label = _cat(items, "sample_label")
-        batch.sample_offsets = _offsets([len(item["sample_voxel"]) for item in items])
-    for key in ("voxel_target", "sample_target"):
-        if key in items[0]:
-            setattr(batch, key, _cat(items, key))
-    if "inverse" in items[0]:
-        batch.inverse = _cat(items, "inverse", offsets)
-        batch.point_labels = _cat(items, "point_labels")
-        batch.point_offsets = _offsets([len(item["inverse"]) for item in items])
-    if all("observed" in item for item in items):
-        batch.observed = _cat(items, "observed")
-    return batch
+    keys = [key for key in items[0] if all(key in item for item in items)]
+    if unknown := set().union(*items) - ITEM_KEYS.keys():
+        raise KeyError(f"collate: item keys {sorted(unknown)} are not declared in ITEM_KEYS")
+    offsets = {name: _offsets([len(item[key]) for item in items])
+               for name, key in OFFSETS.items() if key in keys}
+    return Batch({**{key: _join(items, key, offsets) for key in keys}, **offsets})
 
 
 def make_loader(cfg: TrainConfig, dataset: SceneDataset, shuffle: bool, loop: int = 1,

@@ -116,8 +116,7 @@ def correlation_features(checkpoint_path: Path, samples: Sequence[dict[str, np.n
                       "sample_voxel": s["sample"], "sample_label": s["label"]}
                      for i, s in enumerate(samples)])
     with torch.no_grad():
-        inputs = TermInputs(models.text, models.encoder(batch.coords, batch.feats), batch,
-                            models.correlation, cfg.feedback_temperature)
+        inputs = TermInputs(models.text, models.encoder(batch.coords, batch.feats), batch, models.correlation)
         out = {"3d": inputs.sampled, **inputs.aggregated}
     counts = [len(s["sample"]) for s in samples]
     return {k: [part.numpy() for part in torch.split(v, counts)] for k, v in out.items()}

@@ -1,27 +1,33 @@
 """The loss terms as one table: per row its name, equation, first phase, the elements it averages
-over, the config switch that enables it and its function.
+over, the config switch that enables it, the config keys and batch fields it reads, and its function.
 
-The schedule picks an epoch's rows from here, the engine computes them in table order and weights
+The schedule picks an epoch's rows from here, the trainer computes them in table order and weights
 each by its share of the batch's elements (and by its config weight, where a row names one), the
-run logs name them, and the quality benchmark reads the switches. Adding a term is one row and its
-function.
+run logs name them, and the quality benchmark reads the switches. Run-level quantities (class
+weights and logit offsets from the training label shares, the temperature, soft targets) are
+built once per run into a `LossContext` that every term reads. Adding a term is one row and its
+function; adding a modifier is one context field, its line in `loss_context` and its function in
+trainer/losses.py.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.losses import (
+    class_weights,
     correlation_ce,
     correlation_soft_ce,
     cross_modal_ce,
     cross_modal_soft_ce,
     feedback_kl,
+    logit_adjustment,
 )
 
 if TYPE_CHECKING:
@@ -29,6 +35,33 @@ if TYPE_CHECKING:
     from trainer.models import Correlation
 
 PHASES = 3  # Sec. 3.4: Eq. 1 alone, then + correlation (Eq. 4), then + feedback (Eq. 8)
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """Run-level quantities the terms read, built once per run (`loss_context`), so no modifier
+    travels through the trainer's signatures."""
+
+    temperature: float = 1.0                   # of both distributions in Eq. 8
+    soft_targets: bool = False                 # Eq. 1 and Eq. 4 against soft per-set targets
+    class_weights: torch.Tensor | None = None  # f32[C] CE weight per class (class_balance), None: off
+    logit_offset: torch.Tensor | None = None   # f32[C] training logit offset (logit_adjustment), None: off
+
+
+def loss_context(cfg: TrainConfig, label_counts: Callable[[], np.ndarray] | None = None,
+                 device: torch.device | None = None) -> LossContext:
+    """The run's loss context: the training label shares (counted by `label_counts`, only when a
+    modifier needs them) give class weights and logit offsets, on `device`."""
+    weights = offset = None
+    if cfg.class_balance > 0 or cfg.logit_adjustment > 0:
+        if label_counts is None:
+            raise ConfigError("class_balance/logit_adjustment: the run's training labels are needed")
+        counts = torch.from_numpy(label_counts())
+        if cfg.class_balance > 0:
+            weights = class_weights(counts, cfg.class_balance).to(device)
+        if cfg.logit_adjustment > 0:
+            offset = logit_adjustment(counts, cfg.logit_adjustment).to(device)
+    return LossContext(cfg.feedback_temperature, cfg.soft_targets, weights, offset)
 
 
 @dataclass
@@ -40,9 +73,7 @@ class TermInputs:
     features: torch.Tensor   # f32[V, D] f_m of every voxel of the batch
     batch: Batch
     correlation: Correlation
-    temperature: float       # of both distributions in Eq. 8
-    class_weights: torch.Tensor | None = None  # f32[C] CE weight per class (class_balance), None: off
-    logit_offset: torch.Tensor | None = None   # f32[C] training logit offset (logit_adjustment), None: off
+    run: LossContext = field(default_factory=LossContext)
 
     @cached_property
     def sampled(self) -> torch.Tensor:
@@ -56,20 +87,22 @@ class TermInputs:
 
 
 def cross_modal_term(x: TermInputs) -> torch.Tensor:  # Eq. 1
-    """Eq. 1 over every pair of the batch (against soft targets where the batch has them)."""
-    if x.batch.voxel_target is not None:
-        return cross_modal_soft_ce(x.features, x.text, x.batch.voxel_target, x.class_weights, x.logit_offset)
-    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label, x.class_weights,
-                          x.logit_offset)
+    """Eq. 1 over every pair of the batch (against soft targets where the run trains on them)."""
+    run = x.run
+    if run.soft_targets:
+        return cross_modal_soft_ce(x.features, x.text, x.batch.voxel_target, run.class_weights, run.logit_offset)
+    return cross_modal_ce(x.features, x.text, x.batch.pair_voxel, x.batch.pair_label, run.class_weights,
+                          run.logit_offset)
 
 
 def correlation_term(x: TermInputs, transformer: str) -> torch.Tensor:  # Eq. 4
-    """Eq. 4 on one transformer's output (against soft targets where the batch has them)."""
-    if x.batch.sample_target is not None:
+    """Eq. 4 on one transformer's output (against soft targets where the run trains on them)."""
+    run = x.run
+    if run.soft_targets:
         return correlation_soft_ce(x.aggregated[transformer], x.text, x.batch.sample_target,
-                                   x.class_weights, x.logit_offset)
-    return correlation_ce(x.aggregated[transformer], x.text, x.batch.sample_label, x.class_weights,
-                          x.logit_offset)
+                                   run.class_weights, run.logit_offset)
+    return correlation_ce(x.aggregated[transformer], x.text, x.batch.sample_label, run.class_weights,
+                          run.logit_offset)
 
 
 def intra_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 3
@@ -85,7 +118,7 @@ def inter_scene_term(x: TermInputs) -> torch.Tensor:  # Eq. 4 on Eq. 7
 def feedback_term(x: TermInputs) -> torch.Tensor:  # Eq. 8
     """Eq. 8 from the last transformer's output (teacher) to the 3D model's features (student)."""
     teacher = list(x.aggregated.values())[-1]
-    return feedback_kl(x.sampled, teacher, x.text, x.temperature)
+    return feedback_kl(x.sampled, teacher, x.text, x.run.temperature)
 
 
 @dataclass(frozen=True)
@@ -100,15 +133,23 @@ class LossTerm:
     loss: Callable[[TermInputs], torch.Tensor]
     needs_any: tuple[str, ...] = ()         # on only while one of these earlier terms is on
     weight: str | None = None               # TrainConfig float scaling it in the step loss; None: 1
+    reads: tuple[str, ...] = ()             # batch keys its function reads (`elements` among them)
+    config: tuple[str, ...] = ()            # TrainConfig keys its function reads, via the LossContext
 
+
+MODIFIERS = ("class_balance", "logit_adjustment", "soft_targets")  # config keys of the CE modifiers
 
 TERMS: tuple[LossTerm, ...] = (
-    LossTerm("cross_modal", "Eq. 1", 1, "pair_voxel", None, cross_modal_term, weight="cross_modal_weight"),
-    LossTerm("intra_scene", "Eq. 4 (Eq. 3)", 2, "sample_voxel", "intra_scene", intra_scene_term),
-    LossTerm("inter_scene", "Eq. 4 (Eq. 7)", 2, "sample_voxel", "inter_scene", inter_scene_term),
+    LossTerm("cross_modal", "Eq. 1", 1, "pair_voxel", None, cross_modal_term, weight="cross_modal_weight",
+             reads=("pair_voxel", "pair_label", "voxel_target"), config=MODIFIERS),
+    LossTerm("intra_scene", "Eq. 4 (Eq. 3)", 2, "sample_voxel", "intra_scene", intra_scene_term,
+             reads=("sample_voxel", "sample_offsets", "sample_label", "sample_target"), config=MODIFIERS),
+    LossTerm("inter_scene", "Eq. 4 (Eq. 7)", 2, "sample_voxel", "inter_scene", inter_scene_term,
+             reads=("sample_voxel", "sample_offsets", "sample_label", "sample_target"), config=MODIFIERS),
     # the transformers' output is its teacher: without one it stays off
     LossTerm("feedback", "Eq. 8", 3, "sample_voxel", "feedback", feedback_term,
-             needs_any=("intra_scene", "inter_scene")),
+             needs_any=("intra_scene", "inter_scene"), reads=("sample_voxel", "sample_offsets"),
+             config=("feedback_temperature",)),
 )
 
 

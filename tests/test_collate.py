@@ -1,0 +1,58 @@
+"""Batches are dicts collated by offsets: one generic collate over declared keys (an index key
+shifted into the batch, an offsets vector per counted key), a new array declared once; the
+augmentations are a list of transforms giving the points the old single matrix gave."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer import data
+from trainer.config import TrainConfig
+from trainer.data import collate
+from trainer.transforms import apply, augmentations
+
+
+def item(scene: str, voxels: int, points: int, **extra) -> dict:
+    """An evaluation-like item of `voxels` voxels and `points` points."""
+    rng = np.random.default_rng(len(scene) + voxels)
+    return {"scene": scene, "coords": rng.integers(0, 9, (voxels, 3)).astype(np.int32),
+            "feats": rng.random((voxels, 2), dtype=np.float32),
+            "inverse": rng.integers(0, voxels, points), "point_labels": np.zeros(points, np.int64), **extra}
+
+
+def test_index_keys_are_shifted_and_offsets_counted():
+    batch = collate([item("a", 3, 5), item("bb", 2, 4)])
+    assert batch.scenes == ["a", "bb"] and batch.coords.shape == (5, 4)
+    assert batch.offsets.tolist() == [0, 3, 5] and batch.point_offsets.tolist() == [0, 5, 9]
+    assert (batch.inverse[5:] >= 3).all() and batch.sample_voxel is None
+    assert batch.observed is None  # carried by no scene
+
+
+def test_a_key_some_scene_lacks_is_left_out():
+    seen = np.ones(5, bool)
+    assert "observed" not in collate([item("a", 3, 5, observed=seen), item("bb", 2, 4)])
+    assert collate([item("a", 3, 5, observed=seen), item("bb", 2, 4, observed=seen[:4])]).observed.shape == (9,)
+
+
+def test_a_new_array_is_declared_once(monkeypatch):
+    monkeypatch.setitem(data.ITEM_KEYS, "voxel_weight", "cat")
+    batch = collate([item("a", 3, 5, voxel_weight=np.ones(3, np.float32)),
+                     item("bb", 2, 4, voxel_weight=np.zeros(2, np.float32))])
+    assert batch.voxel_weight.tolist() == [1, 1, 1, 0, 0]
+    monkeypatch.delitem(data.ITEM_KEYS, "voxel_weight")
+    with pytest.raises(KeyError, match="voxel_weight"):
+        collate([item("a", 3, 5, voxel_weight=np.ones(3, np.float32))])
+
+
+def test_the_transform_chain_gives_the_single_matrix_it_replaced():
+    cfg = TrainConfig(scale_range=[0.8, 1.2])
+    points = np.random.default_rng(0).normal(size=(500, 3)).astype(np.float32)
+    rng, old = np.random.default_rng([0, 1, 2, 3]), np.random.default_rng([0, 1, 2, 3])
+    theta = old.uniform(0.0, 2.0 * np.pi)
+    c, s = np.cos(theta), np.sin(theta)
+    flips = np.where(old.random(3) < 0.5, -1.0, 1.0)
+    flips[2] = 1.0
+    matrix = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) * flips[None, :] * old.uniform(0.8, 1.2)
+    assert np.array_equal(apply(points, augmentations(cfg), rng), (points @ matrix.T).astype(np.float32))
+    assert rng.random() == old.random()  # the same draws, in the same order
+    assert augmentations(TrainConfig(augment=False)) == [] and apply(points, [], rng) is points
