@@ -165,3 +165,11 @@ def test_presets_compose_bases_that_state_only_what_they_change():
 def test_a_comma_list_names_its_empty_part():
     with pytest.raises(ConfigError, match="an empty name"):
         load_config("scannet,,hicl-plus")
+
+
+def test_the_text_stage_key_reads_its_old_name_too():
+    """`text_stage` names the global stage of the class texts; `classes`, its name in older
+    checkpoints and configs, still reads as it."""
+    assert load_config(None, ["classes=mytext"]).text_stage == "mytext"
+    assert config.from_dict({"classes": "other"}).text_stage == "other"
+    assert "classes" not in load_config("scannet").to_dict()

@@ -61,7 +61,7 @@ class TrainConfig:
     train_split: str | list[str] = _doc(
         "training scenes: a list of ids, a split file (one id per line) or 'all' done scenes", "all")
     val_split: str | list[str] = _doc("validation scenes, same forms as train_split", "all")
-    classes: str = _doc("global stage holding the class text embeddings and class_names", "text")
+    text_stage: str = _doc("global stage holding the class text embeddings and class_names", "text")
     label_source: Literal["auto", "pseudo", "refine", "vote", "gt"] = _doc(
         "pair labels: auto (= refine if intra_set else pseudo), pseudo, refine, vote (the weighted "
         "set vote, beyond the paper) or gt (ground truth of every labelled point, an oracle for "
@@ -252,10 +252,16 @@ def _check_dataset(dataset: str) -> None:
                           f"the trainer reads {', '.join(CHANNELS)}")
 
 
+# Keys renamed since checkpoints were first written: the old name still reads as the new one.
+RENAMED = {"classes": "text_stage"}
+
+
 def from_dict(values: Mapping[str, Any]) -> TrainConfig:
-    """A validated config from a plain mapping (missing keys take their defaults)."""
+    """A validated config from a plain mapping (missing keys take their defaults; a renamed key's
+    old name, e.g. in an older checkpoint, reads as its new one)."""
     checked = {}
     for key, value in values.items():
+        key = RENAMED.get(key, key)
         _check_key(key)
         checked[key] = _coerce(key, value, _HINTS[key])
     cfg = TrainConfig(**checked)
@@ -313,6 +319,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"override '{text}' is not of the form key=value")
+    key = RENAMED.get(key, key)
     _check_key(key)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""

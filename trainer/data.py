@@ -108,7 +108,7 @@ class SceneDataset(Dataset):
         self.cfg, self.scenes, self.num_classes, self.train = cfg, list(scenes), num_classes, train
         self.channels = cfg.channels  # read once here: workers need not read stages.yaml
         check_store_reads(cfg.dataset, self.channels)
-        self.class_set = text_class_set(cfg.store_root, cfg.classes)  # ground truth's class set, read once
+        self.class_set = text_class_set(cfg.store_root, cfg.text_stage)  # ground truth's class set, read once
         self.transforms = augmentations(cfg) if train else []
         self._handles: dict[tuple[str, str], dict[str, Any]] = {}
 

@@ -60,7 +60,7 @@ def eval_loader(cfg: TrainConfig, scenes: list[str], num_classes: int):
 
 def store_class_groups(cfg: TrainConfig) -> dict[str, list[int]]:
     """Label ids per split of the store's class set (ScanNet200's head, common, tail; else none)."""
-    class_set = text_class_set(cfg.store_root, cfg.classes)
+    class_set = text_class_set(cfg.store_root, cfg.text_stage)
     return class_groups(class_set) if class_set else {}
 
 

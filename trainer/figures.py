@@ -130,7 +130,7 @@ def demo_figures(run_dir: Path, samples_per_scene: int = 512, seed: int = 0) -> 
 
     baseline, full = run_dir / "baseline" / "last.pt", run_dir / "full" / "last.pt"
     cfg = run_config(full)
-    _, names = read_text(cfg.store_root, cfg.classes)
+    _, names = read_text(cfg.store_root, cfg.text_stage)
     scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
     scene = scenes[0]
     arrays = store.open_scene(cfg.store_root, "scenes", scene)

@@ -58,7 +58,7 @@ def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None
                  class_names: list[str] | None = None) -> Models:
     """Models seeded by cfg.seed; text embeddings from the store unless given."""
     if text is None:
-        text, class_names = read_text(cfg.store_root, cfg.classes)
+        text, class_names = read_text(cfg.store_root, cfg.text_stage)
     seed_everything(cfg.seed)
     dim = text.shape[1]
     encoder = PointEncoder(input_channels(cfg), dim, cfg.backbone).to(device)

@@ -65,7 +65,7 @@ def describe_code(state: Mapping[str, Any]) -> str:
 def stages_read(cfg: TrainConfig) -> list[str]:
     """The stages a run of `cfg` reads: scenes, the class texts, and for training the pairs, the
     supervising labels and, where sampling or soft targets need them, the geometric sets."""
-    stages = ["scenes", cfg.classes]
+    stages = ["scenes", cfg.text_stage]
     if cfg.label_stage != "gt":
         stages += ["pairs", cfg.label_stage]
     if cfg.uses_samples or cfg.soft_targets:

@@ -56,14 +56,14 @@ class ViewSource:
 def open_source(cfg: TrainConfig, checkpoint: Path | None) -> ViewSource:
     """The store of `cfg` and the checkpoint's model; one-line errors for a missing store or stage."""
     root = cfg.store_root
-    for stage in ("scenes", cfg.classes):
+    for stage in ("scenes", cfg.text_stage):
         if not store.stage_exists(root, stage):
             raise PipelineError(f"store {root} has no '{stage}' stage ({store.stage_url(root, stage)}); "
                                 "run hicl-pipeline on it first, or point --set store_root= at another")
-    _, names = read_text(root, cfg.classes)
+    _, names = read_text(root, cfg.text_stage)
     model = CheckpointModel(cfg, checkpoint) if checkpoint is not None else None
     title = f"{root}" + (f" · {checkpoint}" if checkpoint is not None else "")
-    return ViewSource(root, names, text_class_set(root, cfg.classes), store_text_encoder(root, cfg.classes),
+    return ViewSource(root, names, text_class_set(root, cfg.text_stage), store_text_encoder(root, cfg.text_stage),
                       model, title)
 
 
