@@ -115,7 +115,7 @@ def write_scene(
     declared: Fields | None,
 ) -> None:
     """Check one scene's outputs against what the stage declares (``declared``; None: a stage that
-    declares nothing, or a test store written outside the contract), then write them: arrays as
+    declares nothing), then write them: arrays as
     Zarr arrays, other values as attributes, ``done`` last. A mismatch is a SceneError of one line."""
     if declared is not None:
         declared.check(outputs)

@@ -189,3 +189,16 @@ def test_write_scene_checks_the_declaration_before_writing(tmp_path):
     assert SCENE not in store.open_stage(root, "refine")
     store.write_scene(root, "refine", SCENE, {"label": np.zeros(3, np.uint8)}, "f", declared=declared)
     assert store.done_scenes(root, "refine") == [SCENE]
+
+
+def test_the_trainers_synthetic_store_holds_scannets_declared_record(tmp_path):
+    """The procedural rooms the trainer's tests and benchmarks train on are written through the
+    contract: each stage's scene holds every required key of what a ScanNet store holds there."""
+    from trainer.synthetic import write_synthetic_store
+
+    root = tmp_path / "store"
+    (scene,) = write_synthetic_store(root, num_scenes=1, density=40.0)
+    for stage in ("scenes", "pairs", "pseudo", "refine", "vote", "geosets"):
+        written = set(store.read_scene(root, stage, scene))
+        fields = contract.declared(stage, "scannet")
+        assert set(fields.required) <= written <= set(fields.all()), stage

@@ -21,7 +21,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from pipeline import store
+from pipeline import contract, store
 from pipeline.errors import PipelineError
 from pipeline.lock import StoreLock
 from pipeline.runner import RunConfig, run
@@ -223,7 +223,7 @@ def write_twin_store(root: Path, scenes: int = 3) -> list[str]:
             "refine": {"label": label},
         }
         for stage, arrays in outputs.items():
-            store.write_scene(root, stage, scene, arrays, FINGERPRINT, declared=None)
+            store.write_scene(root, stage, scene, arrays, FINGERPRINT, declared=contract.declared(stage, "scannet"))
         ids.append(scene)
     return ids
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import store
+from pipeline import contract, store
 from pipeline.metrics import confusion_matrix
 from trainer.config import load_config
 from trainer.engine import (
@@ -41,10 +41,11 @@ def half_paired(tmp_path):
     half = n // 2
     store.write_scene(str(root), "pairs", scene, {
         "point": np.repeat(np.arange(half, dtype=np.int32), 2), "pixel": np.zeros((2 * half, 2), np.int16),
-        "frame_offsets": np.array([0, half, 2 * half], np.int64)}, FINGERPRINT, declared=None)
-    label = store.read_arrays(str(root), "pseudo", scene, ["label"])["label"][:half]
-    for stage in ("pseudo", "refine"):
-        store.write_scene(str(root), stage, scene, {"label": np.repeat(label, 2)}, FINGERPRINT, declared=None)
+        "frame_offsets": np.array([0, half, 2 * half], np.int64)}, FINGERPRINT, declared=contract.declared("pairs"))
+    label = np.repeat(store.read_arrays(str(root), "pseudo", scene, ["label"])["label"][:half], 2)
+    store.write_scene(str(root), "pseudo", scene, {"label": label, "confidence": np.ones(len(label), np.float16)},
+                      FINGERPRINT, declared=contract.declared("pseudo"))
+    store.write_scene(str(root), "refine", scene, {"label": label}, FINGERPRINT, declared=contract.declared("refine"))
     cfg = load_config(None, [f"store_root={root}", f"runs_root={tmp_path / 'runs'}", "name=obs",
                              "voxel_size=0.15", "num_workers=0", "device=cpu", "progress=false",
                              "train_split=all", "val_split=all", "batch_size=1", "epochs=1",

@@ -4,7 +4,9 @@ Each room is a point cloud sampled on the floor, four walls and a few box-shaped
 colours depend on the class, every point is paired once (pairs = every point), pseudo- and
 refined labels are the ground truth with an optional fraction of random labels, geometric sets
 are 0.5 m patches of each planar face, and the text embeddings are random orthonormal vectors.
-This bypasses the preprocessing pipeline, which has its own synthetic dataset.
+This bypasses the preprocessing pipeline, which has its own synthetic dataset, but not its
+contract: every write is checked against ScanNet's declared record and stage outputs, so a room
+holds what a preprocessed ScanNet scene holds (one blank frame, no faces: a point cloud).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import store
+from pipeline import contract, store
 
 CLASS_NAMES = ("wall", "floor", "table", "chair", "cabinet")
 BASE_COLORS = np.array([[200, 200, 185], [125, 85, 50], [60, 120, 200], [200, 60, 60],
@@ -42,7 +44,7 @@ def _box_faces(lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, np.ndar
 
 def room(rng: np.random.Generator, size: tuple[float, float, float] = (3.0, 3.0, 2.0),
          density: float = 400.0) -> dict[str, np.ndarray]:
-    """One room: points f32[N,3], colors u8[N,3], labels i16[N], set_id i32[N]."""
+    """One room: points f32[N,3], colors u8[N,3], normals f32[N,3], labels i16[N], set_id i32[N]."""
     w, length, h = size
     ex, ey, ez = np.eye(3)
     faces: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = [
@@ -54,11 +56,13 @@ def room(rng: np.random.Generator, size: tuple[float, float, float] = (3.0, 3.0,
         extent = np.array(extent)
         lo = np.array([rng.uniform(0.1, w - extent[0] - 0.1), rng.uniform(0.1, length - extent[1] - 0.1), 0.0])
         faces += [(label, *face) for face in _box_faces(lo, lo + extent)]
-    points, labels, sets = [], [], []
+    points, normals, labels, sets = [], [], [], []
     next_set = 0
     for label, origin, u, v in faces:
         p, patch = _sample_rect(rng, origin, u, v, density)
         points.append(p)
+        normal = np.cross(u, v)
+        normals.append(np.broadcast_to(normal / np.linalg.norm(normal), p.shape).astype(np.float32))
         labels.append(np.full(len(p), label, dtype=np.int16))
         sets.append(next_set + patch)
         next_set += int(patch.max()) + 1
@@ -67,7 +71,14 @@ def room(rng: np.random.Generator, size: tuple[float, float, float] = (3.0, 3.0,
     colors = BASE_COLORS[labels_all] + rng.normal(0.0, 12.0, size=(len(points_all), 3))
     _, set_id = np.unique(np.concatenate(sets), return_inverse=True)
     return {"points": points_all, "colors": np.clip(colors, 0, 255).astype(np.uint8),
-            "labels": labels_all, "set_id": set_id.astype(np.int32)}
+            "normals": np.concatenate(normals), "labels": labels_all, "set_id": set_id.astype(np.int32)}
+
+
+def blank_frames(hw: tuple[int, int] = (2, 2)) -> dict:
+    """A scene record's frame part with one blank frame (the rooms are not rendered)."""
+    return {"color": np.zeros((1, *hw, 3), np.uint8), "depth": np.zeros((1, *hw), np.float32),
+            "world_to_camera": np.eye(4)[None], "intrinsics": np.eye(3)[None],
+            "frame_ids": np.zeros(1, np.int32), "image_hw": list(hw), "skipped_frames": {}}
 
 
 def orthonormal_text(num_classes: int, dim: int, seed: int) -> np.ndarray:
@@ -84,9 +95,13 @@ def write_synthetic_store(store_root: str | Path, num_scenes: int = 1, seed: int
     stages = ("scenes", "pairs", "pseudo", "refine", "vote", "geosets", "text")
     for stage in stages:
         store.reset_stage(store_root, stage, {"fingerprint": FINGERPRINT})
-    store.write_scene(store_root, "text", store.GLOBAL,
-                      {"embeddings": orthonormal_text(len(CLASS_NAMES), embed_dim, seed),
-                       "class_names": list(CLASS_NAMES)}, FINGERPRINT, declared=None)
+
+    def write(stage: str, scene: str, outputs: dict) -> None:
+        store.write_scene(store_root, stage, scene, outputs, FINGERPRINT,
+                          declared=contract.declared(stage, "scannet"))
+
+    write("text", store.GLOBAL, {"embeddings": orthonormal_text(len(CLASS_NAMES), embed_dim, seed),
+                                 "class_names": list(CLASS_NAMES)})
     rng = np.random.default_rng(seed)
     scenes = []
     for i in range(num_scenes):
@@ -96,17 +111,18 @@ def write_synthetic_store(store_root: str | Path, num_scenes: int = 1, seed: int
         noisy = rng.random(n) < label_noise
         pseudo = np.where(noisy, rng.integers(0, len(CLASS_NAMES), n), r["labels"]).astype(np.uint8)
         outputs = {
-            "scenes": {"points": r["points"], "colors": r["colors"], "labels": r["labels"],
-                       "num_classes": len(CLASS_NAMES)},
+            "scenes": {"points": r["points"], "colors": r["colors"], "normals": r["normals"],
+                       "labels": r["labels"], "has_labels": True, "faces": np.zeros((0, 3), np.int32),
+                       **blank_frames(), "raw_files": []},
             "pairs": {"point": np.arange(n, dtype=np.int32),
                       "pixel": np.zeros((n, 2), dtype=np.int16),
                       "frame_offsets": np.array([0, n], dtype=np.int64)},
             "pseudo": {"label": pseudo, "confidence": np.ones(n, dtype=np.float16)},
             "refine": {"label": pseudo.copy()},
             "vote": {"label": pseudo.copy()},
-            "geosets": {"set_id": r["set_id"]},
+            "geosets": {"set_id": r["set_id"], "num_sets": int(r["set_id"].max()) + 1, "method": "patches"},
         }
         for stage, arrays in outputs.items():
-            store.write_scene(store_root, stage, scene, arrays, FINGERPRINT, declared=None)
+            write(stage, scene, arrays)
         scenes.append(scene)
     return scenes
