@@ -34,7 +34,8 @@ $BIN/hicl-train fit --config synthetic-scannet,base/method/hicl-plus "${COMMON[@
 $BIN/hicl-train eval --checkpoint "$RUNS/plus/last.pt" --output "$RUNS/plus.json"
 $BIN/python scripts/demo_table.py "$RUNS" --json benchmarks/results/demo.json --started "$start"
 # Fig. 3 (refinement), Fig. 4 (predictions), Fig. 6 (mIoU per epoch), Fig. 7 (t-SNE of features)
-figures=$($BIN/python -m trainer.figures "$RUNS")
+figures=$($BIN/hicl-train figures --baseline "$RUNS/baseline/last.pt" --full "$RUNS/full/last.pt" --out "$RUNS" \
+  --reference "$RUNS/maskclip3d.json")
 echo "demo finished in $(( $(date +%s) - start )) s; run folders, metrics and checkpoints in $RUNS"
 echo "$figures"
 echo "to look at the validation rooms in a browser (layers, per-class IoU, frames, text queries):"

@@ -167,20 +167,60 @@ def test_a_subset_of_rows_never_replaces_the_full_table():
     assert longer.root.name == "bench-quality-e80" and longer.out_json.name == "table2-e80-rows-I-II-V.json"
 
 
-def test_figures_command_names_the_missing_run(tmp_path):
-    import typer
+def _tiny_run(root: Path, scenes: list[str], runs: Path, name: str, **extra) -> Path:
+    """A two-epoch run on the synthetic rooms, one thread; its last checkpoint."""
+    from trainer.config import from_dict
+    from trainer.engine import fit
+
+    cfg = from_dict({"store_root": str(root), "runs_root": str(runs), "name": name, "train_split": scenes,
+                     "val_split": scenes, "voxel_size": 0.2, "epochs": 2, "phase_epochs": [1, 2],
+                     "samples_per_scene": 32, "transformer_depth": 1, "num_workers": 0, "device": "cpu",
+                     "progress": False, "batch_size": 1, "eval_every": 1, **extra})
+    fit(cfg)
+    return cfg.run_dir / "last.pt"
+
+
+def _figures_cli(*args: str):
     from typer.testing import CliRunner
 
-    from trainer import figures
+    from trainer.cli import app
 
-    (tmp_path / "baseline").mkdir()
-    (tmp_path / "baseline" / "last.pt").write_bytes(b"")
-    (tmp_path / "baseline" / "metrics.jsonl").write_text("")
-    app = typer.Typer(add_completion=False)
-    app.command()(figures.main)
-    result = CliRunner().invoke(app, [str(tmp_path)], env={"COLUMNS": "300"})
-    assert result.exit_code == 2
-    assert f"{tmp_path / 'full' / 'last.pt'} is missing" in " ".join(result.output.replace("│", " ").split())
+    return CliRunner().invoke(app, ["figures", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
+
+
+def test_figures_command_draws_the_four_figures_of_two_checkpoints(beyond_store, tmp_path):
+    root, scenes = beyond_store
+    baseline = _tiny_run(root, scenes, tmp_path / "runs", "base", intra_scene=False, inter_scene=False)
+    full = _tiny_run(root, scenes, tmp_path / "runs", "full")
+    reference = tmp_path / "maskclip3d.json"
+    reference.write_text(json.dumps({"miou": 0.05}))
+    out = tmp_path / "figures"
+    result = _figures_cli("--baseline", str(baseline), "--full", str(full), "--out", str(out),
+                          "--reference", str(reference), "--samples", "24")
+    assert result.exit_code == 0, result.output
+    names = ["fig3_refinement.png", "fig4_predictions.png", "fig6_epochs.png", "fig7_tsne.png"]
+    assert result.output.split() == ["figures", "written:", *(str(out / name) for name in names)]
+    for name in names:
+        with Image.open(out / name) as image:
+            assert image.width > 600 and image.height > 300, name
+
+    wrong = _figures_cli("--baseline", str(baseline), "--full", str(baseline), "--out", str(out))
+    assert wrong.exit_code == 2
+    assert f"{baseline} was trained without the intra- and inter-scene transformers" in " ".join(
+        wrong.output.replace("│", " ").split())
+
+
+def test_figures_command_names_a_missing_checkpoint_or_run_log(tmp_path):
+    run = tmp_path / "base"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    missing = _figures_cli("--baseline", str(run / "last.pt"), "--full", str(tmp_path / "full.pt"),
+                           "--out", str(tmp_path))
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert f"checkpoint {tmp_path / 'full.pt'} does not exist" in " ".join(missing.output.replace("│", " ").split())
+    no_log = _figures_cli("--baseline", str(run / "last.pt"), "--full", str(run / "last.pt"), "--out", str(tmp_path))
+    assert no_log.exit_code == 2
+    assert f"{run / 'metrics.jsonl'} is missing" in " ".join(no_log.output.replace("│", " ").split())
 
 
 def test_scene_samples_are_paired_labelled_voxels_drawn_per_set(tmp_path):

@@ -1,4 +1,4 @@
-"""Command line: `hicl-train fit|eval|predict|view` (also `typer trainer run ...`, `python -m trainer`).
+"""Command line: `hicl-train fit|eval|predict|view|figures` (also `typer trainer run ...`, `python -m trainer`).
 
 Heavy imports (torch, MinkowskiEngine) happen inside the commands, so `--help` is instant.
 """
@@ -162,6 +162,31 @@ def predict(
         result = run_predict(cfg, checkpoint, out or cfg.run_dir / "predictions", ids, classes,
                              clip_model, clip_pretrained, clip_checkpoint)
         console.print(f"wrote {result['scenes']} scenes to {result['out_dir']}")
+
+    _run(go)
+
+
+@app.command()
+def figures(
+    baseline: Annotated[Path, typer.Option(help="Checkpoint of the baseline (Table 2 row I); its run "
+                                                "folder's metrics.jsonl gives Fig. 6's curve.")],
+    full: Annotated[Path, typer.Option(help="Checkpoint of the full method (row V: both transformers); "
+                                            "its store and validation scenes are drawn.")],
+    out: Annotated[Path, typer.Option(help="Folder for fig3_refinement.png, fig4_predictions.png, "
+                                           "fig6_epochs.png and fig7_tsne.png.")],
+    reference: Annotated[Path | None, typer.Option(
+        help="An `hicl-pipeline eval` JSON (MaskCLIP-3D) whose mIoU Fig. 6 draws as a line.")] = None,
+    samples: Annotated[int, typer.Option(help="Voxels sampled per scene for Fig. 7's t-SNE maps.")] = 512,
+) -> None:
+    """The paper's Fig. 3 (refinement), 4 (predictions), 6 (mIoU per epoch) and 7 (t-SNE of features)."""
+    from trainer.figures import paper_figures
+
+    def go() -> None:
+        if reference is not None and not reference.is_file():
+            raise FileNotFoundError(f"reference {reference} does not exist")
+        paths = paper_figures(baseline, full, out, reference, samples)
+        console.print("figures written:\n" + "\n".join(f"  {path}" for path in paths), highlight=False,
+                      soft_wrap=True)
 
     _run(go)
 

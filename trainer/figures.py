@@ -1,5 +1,5 @@
-"""The paper's figures of a demo run folder: what they show, loaded from stores, checkpoints and
-run logs, and the command that writes them (`python -m trainer.figures RUN_DIR`).
+"""The paper's figures for a baseline and a full-method checkpoint (`hicl-train figures`): what
+they show, loaded from stores, checkpoints and the runs' logs.
 
 - Fig. 3: pair labels voted onto points (pseudo, refined) next to ground truth, top-down;
 - Fig. 4: predictions of two models next to ground truth, top-down and oblique point views;
@@ -15,12 +15,11 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import typer
 
-from trainer.config import TrainConfig, from_dict
+from trainer.config import ConfigError, TrainConfig, from_dict
 from trainer.plots import Curve, plot_feature_maps, plot_label_views, plot_miou_curves, tsne_grid
 from trainer.runlog import epoch_records
 
@@ -33,17 +32,6 @@ def epoch_curve(run_dir: Path) -> Curve:
     records = epoch_records(run_dir)
     epochs = sorted(e for e, r in records.items() if "miou" in r)
     return Curve(epochs, [float(records[e]["miou"]) for e in epochs])
-
-
-def voted_labels(store_root: str, stage: str, scene: str, num_points: int,
-                 num_classes: int) -> np.ndarray:
-    """i16[N]: each point's majority pair label of `stage` (pseudo or refine), -1 if unpaired."""
-    from pipeline import store
-    from pipeline.labels.maskclip3d import point_majority
-
-    point = store.open_scene(store_root, "pairs", scene)["point"][...]
-    label = store.open_scene(store_root, stage, scene)["label"][...]
-    return point_majority(label, point, num_points, num_classes)
 
 
 def run_config(checkpoint_path: Path, **changes: Any) -> TrainConfig:
@@ -122,67 +110,77 @@ def correlation_features(checkpoint_path: Path, samples: Sequence[dict[str, np.n
     return {k: [part.numpy() for part in torch.split(v, counts)] for k, v in out.items()}
 
 
-def demo_figures(run_dir: Path, samples_per_scene: int = 512, seed: int = 0) -> list[Path]:
-    """Fig. 3, 4, 6 and 7 of the demo run folder (`baseline/`, `full/`, maskclip3d.json)."""
+LABELS = ("baseline (row I)", "full method (row V)")
+
+
+def check_runs(baseline: Path, full: Path) -> None:
+    """One line for what the figures cannot be drawn without: a checkpoint, its run's metrics, the
+    full method's transformers (Fig. 7 shows their features)."""
+    from trainer.checkpoint import load
+
+    for path in (baseline, full):
+        if not path.is_file():
+            raise ConfigError(f"checkpoint {path} does not exist")
+    for path in (baseline, full):
+        if not (path.parent / "metrics.jsonl").is_file():
+            raise ConfigError(f"{path.parent / 'metrics.jsonl'} is missing: Fig. 6 reads the run's "
+                              "validation mIoU per epoch next to its checkpoint")
+    saved = from_dict(load(full)["config"])
+    if not (saved.intra_scene and saved.inter_scene):
+        raise ConfigError(f"{full} was trained without the intra- and inter-scene transformers; "
+                          "--full takes a full-method checkpoint (Fig. 7 shows their features)")
+
+
+def paper_figures(baseline: Path, full: Path, out_dir: Path, reference: Path | None = None,
+                  samples_per_scene: int = 512, seed: int = 0, labels: Sequence[str] = LABELS
+                  ) -> list[Path]:
+    """Fig. 3, 4, 6 and 7 of a baseline and a full-method checkpoint into `out_dir`, on the full
+    run's store and validation scenes (Fig. 3 and 4: the first one; Fig. 7: the first two).
+    `reference` is an `hicl-pipeline eval` JSON whose mIoU Fig. 6 draws as a line (MaskCLIP-3D)."""
     from pipeline import store
+    from pipeline.labels.maskclip3d import voted_point_labels
     from trainer.data import read_text, resolve_scenes
     from trainer.schedule import phase_starts
 
-    baseline, full = run_dir / "baseline" / "last.pt", run_dir / "full" / "last.pt"
+    check_runs(baseline, full)
+    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = run_config(full)
     _, names = read_text(cfg.store_root, cfg.text_stage)
     scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
+    if len(scenes) < 2:
+        raise ConfigError(f"Fig. 7 needs two validation scenes, the full run's val_split has {len(scenes)}")
     scene = scenes[0]
     arrays = store.open_scene(cfg.store_root, "scenes", scene)
     points, gt = arrays["points"][...], arrays["labels"][...].astype(np.int64)
+    base_label, full_label = labels
     written = [plot_label_views(
-        run_dir / "fig3_refinement.png", points,
-        {"pseudo-labels (voted onto points)": voted_labels(cfg.store_root, "pseudo", scene, len(points), len(names)),
-         "refined labels (intra-set vote)": voted_labels(cfg.store_root, "refine", scene, len(points), len(names)),
+        out_dir / "fig3_refinement.png", points,
+        {"pseudo-labels (voted onto points)": voted_point_labels(cfg.store_root, "pseudo", scene, len(points), len(names)),
+         "refined labels (intra-set vote)": voted_point_labels(cfg.store_root, "refine", scene, len(points), len(names)),
          "ground truth": gt},
         names, f"Fig. 3: intra-set label refinement, {scene} (top-down; grey: no pair / ignore)")]
     written.append(plot_label_views(
-        run_dir / "fig4_predictions.png", points,
-        {"baseline (row I)": predict_scene(baseline, scene), "full method (row V)": predict_scene(full, scene),
-         "ground truth": gt},
+        out_dir / "fig4_predictions.png", points,
+        {base_label: predict_scene(baseline, scene), full_label: predict_scene(full, scene), "ground truth": gt},
         names, f"Fig. 4: predictions on validation room {scene} (grey: ignore label)",
         views=("top-down", "oblique")))
-    references = {}
-    if (run_dir / "maskclip3d.json").is_file():
-        references["MaskCLIP-3D"] = json.loads((run_dir / "maskclip3d.json").read_text())["miou"]
+    references = {"MaskCLIP-3D": json.loads(reference.read_text())["miou"]} if reference else {}
     written.append(plot_miou_curves(
-        run_dir / "fig6_epochs.png",
-        {"baseline (row I)": epoch_curve(run_dir / "baseline"), "full method (row V)": epoch_curve(run_dir / "full")},
+        out_dir / "fig6_epochs.png",
+        {base_label: epoch_curve(baseline.parent), full_label: epoch_curve(full.parent)},
         f"Fig. 6: validation mIoU per epoch ({len(scenes)} validation rooms)", references, phase_starts(cfg)))
     pair = scenes[:2]
-    if len(pair) < 2:
-        raise ValueError(f"Fig. 7 needs two validation scenes, {cfg.val_split} has {len(pair)}")
     samples = [scene_samples(cfg, s, len(names), samples_per_scene, seed) for s in pair]
     base_feats = correlation_features(baseline, samples)["3d"]
     full_feats = correlation_features(full, samples)
-    columns = {"baseline: 3D model (row I)": base_feats,
-               "full: 3D model": full_feats["3d"],
-               "full: intra-scene transformer": full_feats["intra"],
-               "full: inter-scene transformer": full_feats["inter"]}
+    short = base_label.split(" (")[0], full_label.split(" (")[0]
+    columns = {f"{short[0]}: 3D model": base_feats,
+               f"{short[1]}: 3D model": full_feats["3d"],
+               f"{short[1]}: intra-scene transformer": full_feats["intra"],
+               f"{short[1]}: inter-scene transformer": full_feats["inter"]}
     grid = tsne_grid(columns, [s["label"] for s in samples], seed)
     written.append(plot_feature_maps(
-        run_dir / "fig7_tsne.png", grid, [*pair, "both scenes"],
+        out_dir / "fig7_tsne.png", grid, [*pair, "both scenes"],
         list(columns), names, "Fig. 7: t-SNE of sampled voxel features, coloured by ground truth",
         scene_names=pair))
     return written
-
-
-def main(run_dir: Annotated[Path, typer.Argument(help="The demo's run folder (holds baseline/ and full/).")],
-         samples: Annotated[int, typer.Option(help="Voxels sampled per scene for the t-SNE maps.")] = 512) -> None:
-    """Write the demo's figures into its run folder and name them."""
-    for run in ("baseline", "full"):
-        for name in ("last.pt", "metrics.jsonl"):
-            if not (run_dir / run / name).is_file():
-                raise typer.BadParameter(f"{run_dir / run / name} is missing: the folder must hold the "
-                                         "baseline/ and full/ runs of `make demo`", param_hint="RUN_DIR")
-    paths = demo_figures(run_dir, samples)
-    print("figures written:\n" + "\n".join(f"  {path}" for path in paths))
-
-
-if __name__ == "__main__":
-    typer.run(main)

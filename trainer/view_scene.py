@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from pipeline import store
 from pipeline.errors import PipelineError
+from pipeline.labels.maskclip3d import voted_point_labels
 from pipeline.labelsets import read_eval_labels
-from trainer.figures import voted_labels
 from trainer.view_colors import intensity_colors, label_colors
 
 VOTED = {"pseudo": "pseudo-labels (voted)", "refine": "refined labels (voted)"}
@@ -67,7 +67,7 @@ def load_scene(store_root: str, scene: str, num_classes: int, class_set: str | N
     faces = arrays["faces"][...] if "faces" in arrays else np.zeros((0, 3), np.int32)
     labels = {}
     if _stage_scene(store_root, "pairs", scene) is not None:
-        labels = {title: voted_labels(store_root, stage, scene, len(points), num_classes)
+        labels = {title: voted_point_labels(store_root, stage, scene, len(points), num_classes)
                   for stage, title in VOTED.items() if _stage_scene(store_root, stage, scene) is not None}
     geosets = _stage_scene(store_root, "geosets", scene)
     hw = tuple(int(v) for v in attrs["image_hw"])

@@ -33,6 +33,14 @@ def point_majority(labels_per_pair: np.ndarray, point_idx: np.ndarray, num_point
     return winner
 
 
+def voted_point_labels(store_root: str, stage: str, scene: str, num_points: int, num_classes: int
+                       ) -> np.ndarray:
+    """i16[N]: each point's majority pair label of `stage` (pseudo, refine or vote), -1 if unpaired."""
+    point = store.read_arrays(store_root, "pairs", scene, ["point"])["point"].astype(np.int64)
+    label = store.read_arrays(store_root, stage, scene, ["label"])["label"].astype(np.int64)
+    return point_majority(label, point, num_points, num_classes)
+
+
 def score_scenes(store_root: str, stage: str, scenes: Sequence[str], num_classes: int,
                  text_stage: str = "text") -> dict[str, Any]:
     """Point-level confusion of the majority vote of `stage`'s pair labels, the ground-truth
