@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.errors import PipelineError
+from pipeline.fields import VALUE_TYPES
 from trainer.backbones import BACKBONES
 from trainer.channels import CHANNELS, dataset_channels
 
@@ -147,6 +148,10 @@ _HINTS = typing.get_type_hints(TrainConfig)
 _KEYS = tuple(f.name for f in fields(TrainConfig))
 
 
+_SCALARS = {bool: "bool", int: "int", float: "float", str: "str"}
+_EXPECTED = {"bool": "true/false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -175,29 +180,16 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if value is not None:
             raise ConfigError(f"{key}: expected null, got {value!r}")
         return None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+    if tp in _SCALARS:  # the pipeline's value types, so both halves accept the same values
+        name = _SCALARS[tp]
+        if tp is float and isinstance(value, str):  # YAML reads 1e-4 as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
+        if not VALUE_TYPES[name](value):
+            raise ConfigError(f"{key}: expected {_EXPECTED[name]}, got {value!r}")
+        return float(value) if tp is float else value
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
