@@ -56,3 +56,21 @@ def test_the_transform_chain_gives_the_single_matrix_it_replaced():
     assert np.array_equal(apply(points, augmentations(cfg), rng), (points @ matrix.T).astype(np.float32))
     assert rng.random() == old.random()  # the same draws, in the same order
     assert augmentations(TrainConfig(augment=False)) == [] and apply(points, [], rng) is points
+
+
+def test_augment_names_the_chain_in_order_and_old_booleans_still_read():
+    from trainer.config import ConfigError, from_dict, load_config
+
+    cfg = TrainConfig(scale_range=[0.8, 1.2])
+    assert from_dict({"augment": True}).augment is True
+    assert len(augmentations(from_dict({"augment": True}))) == len(augmentations(cfg)) == 3
+    points = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    only_scale = load_config(None, ["augment=[scale]", "scale_range=[2, 2]"])
+    assert np.array_equal(apply(points, augmentations(only_scale), np.random.default_rng(0)), points * 2)
+    flip_first = load_config(None, ["augment=[flip_xy, rotate_z]"])
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    flips, theta = np.diag(np.where(a.random(3) < 0.5, -1.0, 1.0) * [1, 1, 0] + [0, 0, 1]), a.uniform(0, 2 * np.pi)
+    rotation = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    assert np.array_equal(apply(points, augmentations(flip_first), b), (points @ (flips @ rotation).T).astype(np.float32))
+    with pytest.raises(ConfigError, match=r"^augment: unknown transform 'jitter' \(known: rotate_z, flip_xy, scale\)$"):
+        load_config(None, ["augment=[rotate_z, jitter]"])

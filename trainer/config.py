@@ -34,6 +34,7 @@ from pipeline.errors import PipelineError
 from pipeline.fields import VALUE_TYPES
 from trainer.backbones import BACKBONES
 from trainer.channels import CHANNELS, dataset_channels
+from trainer.transforms import DEFAULT_CHAIN, TRANSFORMS, chain_names
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
@@ -101,7 +102,10 @@ class TrainConfig:
     cross_modal_weight: float = _doc(
         "beyond the paper: Eq. 1's weight in the step loss, the mean of the active terms "
         "(Sec. 3.4 weighs every term 1)", 1.0)
-    augment: bool = _doc("random z rotation, x/y flips and scaling of training scenes", True)
+    augment: list[str] | bool = _doc(
+        "training augmentations, applied in this order: rotate_z (random rotation about z), flip_xy "
+        "(random x/y flips), scale (uniform, scale_range); [] or false = none, true = all three",
+        list(DEFAULT_CHAIN))
     scale_range: list[float] = _doc("uniform scaling range of the augmentation", [0.9, 1.1])
     seed: int = _doc("seed of model init, data order, augmentation and sampling", 0)
     device: Literal["auto", "cpu", "cuda"] = _doc("auto = cuda when usable, else cpu", "auto")
@@ -221,6 +225,9 @@ def _check_values(cfg: TrainConfig) -> None:
                           f"got {cfg.phase_epochs}")
     if cfg.phase_reference_epochs is not None and cfg.phase_reference_epochs < 1:
         raise ConfigError("phase_reference_epochs: must be >= 1")
+    unknown = [name for name in chain_names(cfg.augment) if name not in TRANSFORMS]
+    if unknown:
+        raise ConfigError(f"augment: unknown transform '{unknown[0]}' (known: {', '.join(TRANSFORMS)})")
     lo_hi = cfg.scale_range
     if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
         raise ConfigError(f"scale_range: expected [low, high] with 0 < low <= high, got {lo_hi}")

@@ -1,13 +1,15 @@
-"""Training augmentations as a list of transforms: each draws one linear map of the points from
-the item's generator, and the chain applies their product once."""
+"""Training augmentations as a list of transforms, named by the config's `augment` key: each draws
+one linear map of the points from the item's generator, and the chain applies their product once."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial, reduce
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.config import TrainConfig
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
 
 Transform = Callable[[np.random.Generator], np.ndarray]  # rng -> f64[3, 3], applied as points @ m.T
 
@@ -31,9 +33,25 @@ def scale(scale_range: Sequence[float], rng: np.random.Generator) -> np.ndarray:
     return np.eye(3) * rng.uniform(scale_range[0], scale_range[1])
 
 
+# name in `augment` -> the transform it makes from the config
+TRANSFORMS: dict[str, Callable[[TrainConfig], Transform]] = {
+    "rotate_z": lambda cfg: rotate_z,
+    "flip_xy": lambda cfg: flip_xy,
+    "scale": lambda cfg: partial(scale, cfg.scale_range),
+}
+DEFAULT_CHAIN = ("rotate_z", "flip_xy", "scale")  # what `augment: true` names
+
+
+def chain_names(augment: Sequence[str] | bool) -> list[str]:
+    """The transform names an `augment` value names (true: DEFAULT_CHAIN, false: none)."""
+    if isinstance(augment, bool):
+        return list(DEFAULT_CHAIN) if augment else []
+    return list(augment)
+
+
 def augmentations(cfg: TrainConfig) -> list[Transform]:
-    """The configured chain: rotation about z, x/y flips and scaling with `augment`, else none."""
-    return [rotate_z, flip_xy, partial(scale, cfg.scale_range)] if cfg.augment else []
+    """The configured chain, in the order `augment` lists it (the order draws from the generator)."""
+    return [TRANSFORMS[name](cfg) for name in chain_names(cfg.augment)]
 
 
 def apply(points: np.ndarray, transforms: Sequence[Transform], rng: np.random.Generator) -> np.ndarray:
