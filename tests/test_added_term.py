@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer import terms
+from trainer.config import from_dict
 from trainer.engine import fit
 from trainer.hooks import Hook, default_hooks
 from trainer.losses import adjusted, class_logits
@@ -45,7 +46,7 @@ def test_a_term_and_a_hook_from_this_file_train_two_epochs(beyond_store, tmp_pat
 
     root, scenes = beyond_store
     monkeypatch.setattr(terms, "TERMS", (*TERMS[:1], SMOOTHED, *TERMS[1:]))
-    cfg = tiny_config(root, scenes, tmp_path, "smoothed", logit_adjustment=0.5)
+    cfg = from_dict(tiny_config(root, scenes, tmp_path, "smoothed", logit_adjustment=0.5))
     recorder = StepTerms()
     summary = fit(cfg, hooks=[*default_hooks(), recorder])
     assert summary["epoch"] == 2 and 0.0 <= summary["best_miou"] <= 1.0

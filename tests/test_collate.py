@@ -74,3 +74,10 @@ def test_augment_names_the_chain_in_order_and_old_booleans_still_read():
     assert np.array_equal(apply(points, augmentations(flip_first), b), (points @ (flips @ rotation).T).astype(np.float32))
     with pytest.raises(ConfigError, match=r"^augment: unknown transform 'jitter' \(known: rotate_z, flip_xy, scale\)$"):
         load_config(None, ["augment=[rotate_z, jitter]"])
+
+
+def test_a_misspelt_batch_key_is_an_error_naming_it_and_a_declared_absent_one_is_none():
+    batch = collate([item("a", 3, 5)])
+    assert batch.sample_target is None  # declared in ITEM_KEYS, not carried by this item
+    with pytest.raises(AttributeError, match=r"^a batch has no key 'sample_lable' \(did you mean 'sample_label'\?\)"):
+        batch.sample_lable  # noqa: B018

@@ -19,6 +19,7 @@ holds the scene's pairs, so that metrics can be restricted to what some frame sa
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -258,12 +259,15 @@ OFFSETS: dict[str, str] = {"offsets": "coords", "sample_offsets": "sample_voxel"
 
 class Batch(dict):
     """B scenes concatenated by offsets (no padding): the items' keys (ITEM_KEYS) and the offsets
-    of OFFSETS; keys read as attributes too, a key the scenes did not all carry as None."""
+    of OFFSETS; keys read as attributes too, a declared key the scenes did not all carry as None,
+    an undeclared one (a misspelt name) as an AttributeError naming it."""
 
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__"):
-            raise AttributeError(key)
-        return self.get(key)
+        if key in ITEM_KEYS or key in OFFSETS:
+            return self.get(key)
+        close = difflib.get_close_matches(key, [*ITEM_KEYS, *OFFSETS], n=1)
+        raise AttributeError(f"a batch has no key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+                             + "; the keys it may hold are declared in trainer/data.py: ITEM_KEYS, OFFSETS")
 
     @property
     def scenes(self) -> list[str]:
