@@ -6,7 +6,6 @@ sys.path for world.py). Nothing here generates or preprocesses rooms.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,22 +13,14 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from benchmark_module import load_benchmark
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def load(name: str) -> ModuleType:
-    """benchmarks/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load("bench_labels")
+    return load_benchmark("bench_labels")
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +137,7 @@ def test_rooms_are_complete_only_when_both_splits_list_existing_rooms(world, tmp
 
 
 def test_quality_benchmark_names_runs_and_outputs_after_the_world(world):
-    quality = load("bench_quality")
+    quality = load_benchmark("bench_quality")
     full = quality.plan_for(world.World())
     assert full.out_json.name == "table2.json" and full.root.parent.name == "world-s0-96+32-n1"
     other = quality.with_schedule(quality.plan_for(world.World(1, 1.5)), 80, None, ["I", "V"])
@@ -166,7 +157,7 @@ def test_quality_benchmark_names_runs_and_outputs_after_the_world(world):
 
 
 def test_quality_rows_get_fixed_class_and_observed_miou(world):
-    quality = load("bench_quality")
+    quality = load_benchmark("bench_quality")
     runs = [{"row": "I", "seed": s, "miou": m, "iou": {"a": m, "b": 0.5, "c": None}, "miou_observed": m + 0.1}
             for s, m in enumerate((0.2, 0.4))]
     row = quality.aggregate({"I": runs}, ["a", "b", "c"])["I"]

@@ -1,14 +1,13 @@
 """Figure functions write PNGs of the expected size; the quality benchmark aggregates seeds right."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_module import load_benchmark
 from PIL import Image
 
 from trainer.plots import (
@@ -24,17 +23,7 @@ from trainer.plots import (
     tsne_2d,
 )
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quality.py"
 NAMES = [f"class{c}" for c in range(20)]
-
-
-def bench_quality():
-    """benchmarks/bench_quality.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def room(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +102,7 @@ def fake_run(row: str, seed: int, miou: float) -> dict:
 
 
 def test_aggregate_means_stds_and_paired_deltas():
-    bench = bench_quality()
+    bench = load_benchmark("bench_quality")
     values = {"I": [0.10, 0.12, 0.14], "II": [0.15, 0.15, 0.18], "V": [0.20, 0.30, 0.25]}
     per_seed = {row: [fake_run(row, s, v) for s, v in enumerate(vals)] for row, vals in values.items()}
     rows = bench.aggregate(per_seed)
@@ -133,7 +122,7 @@ def test_aggregate_means_stds_and_paired_deltas():
 
 
 def test_single_seed_has_no_std_and_curves_aggregate_per_epoch():
-    bench = bench_quality()
+    bench = load_benchmark("bench_quality")
     rows = bench.aggregate({"I": [fake_run("I", 0, 0.2)]})
     assert rows["I"]["miou_mean"] == pytest.approx(20.0) and rows["I"]["miou_std"] is None
     curves = bench.aggregate_curves([{"epochs": [1, 2, 3], "miou": [0.1, 0.2, 0.3]},
@@ -147,7 +136,7 @@ def test_single_seed_has_no_std_and_curves_aggregate_per_epoch():
 
 
 def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
-    bench = bench_quality()
+    bench = load_benchmark("bench_quality")
     assert bench.with_schedule(bench.FULL, None, None) is bench.FULL
     plan = bench.with_schedule(bench.FULL, 60, [0])
     assert (plan.raw, plan.stores) == (bench.FULL.raw, bench.FULL.stores)
@@ -159,7 +148,7 @@ def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
 
 
 def test_a_subset_of_rows_never_replaces_the_full_table():
-    bench = bench_quality()
+    bench = load_benchmark("bench_quality")
     subset = bench.with_schedule(bench.FULL, None, None, ["I", "V"])
     assert subset.root == bench.FULL.root  # the runs of the full table are reused
     assert subset.out_json.name == "table2-rows-I-V.json" and subset.out_png.name == "fig6-epochs-rows-I-V.png"

@@ -1,31 +1,17 @@
 """benchmarks/fit_report.py: a run scored on its training rooms against ground truth and its labels."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchmark_module import load_benchmark
 
 from trainer.config import from_dict
 from trainer.engine import fit
 from trainer.synthetic import CLASS_NAMES, write_synthetic_store
 
-REPORT = Path(__file__).resolve().parent.parent / "benchmarks" / "fit_report.py"
-
-
-def fit_report():
-    """benchmarks/fit_report.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("fit_report", REPORT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_pair_confusion_puts_each_pairs_label_against_the_prediction_at_its_point():
-    report = fit_report()
+    report = load_benchmark("fit_report")
     pred, gt = np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])
     out = report.student_confusions(pred, gt, np.array([2, 2, 0]), np.array([1, 2, 0]), 3)
     assert out["points"].trace() == 3 and out["points"][2, 1] == 1
@@ -35,7 +21,7 @@ def test_pair_confusion_puts_each_pairs_label_against_the_prediction_at_its_poin
 def test_with_labels_equal_to_ground_truth_the_student_scores_the_same_against_both(tmp_path):
     """Pairs cover every point once and pseudo == ground truth: the student's score against its
     labels equals its score against ground truth, and the labels score 100."""
-    report = fit_report()
+    report = load_benchmark("fit_report")
     scenes = write_synthetic_store(tmp_path / "store", num_scenes=2, seed=5, embed_dim=16, density=60.0,
                                    size=(2.0, 2.0, 1.5))
     cfg = from_dict({"name": "r", "runs_root": str(tmp_path / "runs"), "store_root": str(tmp_path / "store"),

@@ -4,13 +4,11 @@ one more row is one more term everywhere."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from itertools import product
-from pathlib import Path
 
 import pytest
 import torch
+from benchmark_module import load_benchmark
 
 from trainer import terms
 from trainer.config import TrainConfig, from_dict
@@ -21,7 +19,6 @@ from trainer.schedule import active_terms, phase_starts
 from trainer.synthetic import write_synthetic_store
 from trainer.terms import PHASES, TERMS, LossTerm, cross_modal_term, switches, term_names
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quality.py"
 ONE_PROCESS = Context(0, 1, torch.device("cpu"))
 
 
@@ -132,8 +129,5 @@ def test_one_more_row_is_one_more_term_everywhere(setup, monkeypatch):
 
 
 def test_the_quality_benchmark_reads_its_switches_from_the_table():
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("bench_quality")
     assert module.SWITCHES == ("intra_set", *switches()) == ("intra_set", "intra_scene", "inter_scene", "feedback")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_figures import bench_quality as load_bench_quality  # tests/ is on sys.path
+from benchmark_module import load_benchmark  # tests/ is on sys.path
 
 from pipeline import store
 from trainer import provenance
@@ -115,7 +115,7 @@ def test_cli_names_the_refusal_in_one_line(stopped_run, tmp_path):
 
 
 def test_a_table_refuses_runs_of_other_code_unless_reuse_is_asked_for():
-    bench = load_bench_quality()
+    bench = load_benchmark("bench_quality")
     code = {"commit": "a" * 40, "dirty": False}
     record = {"code": code, "config": "ablation-V", "overrides": [], "stores": {"digest": "d1"},
               "resumes": []}
@@ -132,7 +132,7 @@ def test_a_table_refuses_runs_of_other_code_unless_reuse_is_asked_for():
 
 
 def test_table_order_runs_each_rows_first_seed_first():
-    bench = load_bench_quality()
+    bench = load_benchmark("bench_quality")
     seeds = bench.parse_row_seeds(["II=0", "plus=0"], ["I", "II", "V", "plus"])
     assert bench.run_order(["I", "II", "V", "plus"], (0, 1, 2), seeds) == [
         ("I", 0), ("II", 0), ("V", 0), ("plus", 0), ("I", 1), ("V", 1), ("I", 2), ("V", 2)]
