@@ -307,12 +307,16 @@ def run_dir(plan: Plan, row: str, seed: int) -> Path:
     return plan.root / "runs" / f"{row}-s{seed}"
 
 
-def store_digest(plan: Plan, row: str, seed: int) -> str:
+def store_digest(plan: Plan, row: str, seed: int, known: dict[tuple, str]) -> str:
     """The digest of the stores (stages read, over the world's scenes) a run of (row, seed) reads
-    now, as the trainer records it (trainer/provenance.py)."""
+    now, as the trainer records it (trainer/provenance.py); `known` keeps it per store root and
+    stages read, so runs that read the same stages read their done marks once."""
     cfg = load_config(PRESETS[row], overrides(plan, row, seed))
-    scenes = sorted({*plan.world.split("train"), *plan.world.split("val")})
-    return provenance.store_fingerprints(cfg, scenes)["digest"]
+    key = (cfg.store_root, tuple(provenance.stages_read(cfg)))
+    if key not in known:
+        scenes = sorted({*plan.world.split("train"), *plan.world.split("val")})
+        known[key] = provenance.store_fingerprints(cfg, scenes)["digest"]
+    return known[key]
 
 
 def run_provenance(prov: Mapping[str, Any] | None, row: str) -> dict[str, Any]:
@@ -346,11 +350,13 @@ def check_runs(plan: Plan, tasks: Sequence[tuple[str, int]], code: Mapping[str, 
     train on its stores: refused in one line (SystemExit) unless `reuse`; returns run name -> why,
     what the JSON records as reused."""
     reused: dict[str, str] = {}
+    digests: dict[tuple, str] = {}
     for row, seed in tasks:
         folder = run_dir(plan, row, seed)
         if not (folder / "result.json").is_file() and not (folder / "last.pt").is_file():
             continue
-        problem = reuse_problem(run_provenance(provenance.read(folder), row), code, store_digest(plan, row, seed))
+        problem = reuse_problem(run_provenance(provenance.read(folder), row), code,
+                                store_digest(plan, row, seed, digests))
         if problem is None:
             continue
         if not reuse:
