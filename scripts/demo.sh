@@ -4,6 +4,9 @@
 # CPU schedule -> one comparison table -> the paper's Fig. 3, 4, 6 and 7 as PNG files in the run
 # folder. Reruns reuse the generated rooms and every cached stage.
 set -euo pipefail
+# One thread a process (the pipeline still runs two worker processes): float sums then come out in
+# one order, so a rerun, or another clone on the same kind of CPU, prints the same numbers.
+export OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 RAW=data/raw/demo

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.datasets.synthetic import coverage, rooms, sensor
-from pipeline.datasets.synthetic.fusion import FusionParams
+from pipeline.datasets.synthetic.fusion import FusedMesh, FusionParams, canonical_order
 from pipeline.datasets.synthetic.mesh import build_room_mesh
 from pipeline.datasets.synthetic.scannet import FRAMES, FUSION_EVERY, make_scan
 
@@ -91,3 +91,34 @@ def test_written_poses_differ_slightly_from_rendered_ones():
     pose = np.eye(4)
     errs = np.array([np.linalg.norm(sensor.perturb_pose(pose, rng)[:3, 3]) for _ in range(200)])
     assert 0.002 < np.median(errs) < 0.02
+
+
+def _triangles(mesh: FusedMesh) -> list[tuple]:
+    """Each face as its corners' coordinates, from its smallest corner on (winding kept), sorted."""
+    corners = [[tuple(mesh.vertices[i].tolist()) for i in face] for face in mesh.faces]
+    return sorted(min(c[k:] + c[:k] for k in range(3)) for c in corners)
+
+
+def test_canonical_order_depends_on_the_geometry_alone():
+    """Any vertex order, face order and face rotation of one mesh give the same arrays, and the
+    same triangles with the same winding."""
+    rng = np.random.default_rng(0)
+    faces = np.stack([rng.choice(50, 3, replace=False) for _ in range(80)])  # no degenerate face, as fuse leaves
+    mesh = FusedMesh(rng.random((50, 3), dtype=np.float32), faces.astype(np.int32),
+                     rng.integers(0, 256, (50, 3)).astype(np.uint8))
+    perm = rng.permutation(50)
+    moved = np.argsort(perm)[mesh.faces]
+    turns = rng.integers(0, 3, 80)
+    rotated = np.stack([np.roll(face, int(k)) for face, k in zip(moved, turns, strict=True)])[rng.permutation(80)]
+    shuffled = FusedMesh(mesh.vertices[perm], rotated.astype(np.int32), mesh.colors[perm])
+    a, b = canonical_order(mesh), canonical_order(shuffled)
+    for name in ("vertices", "faces", "colors"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert _triangles(a) == _triangles(mesh)
+    assert (np.diff(a.vertices[:, 0]) >= 0).all() and (a.faces[:, 0] <= a.faces[:, 1:].min(axis=1)).all()
+
+
+def test_a_room_generated_twice_is_the_same_mesh(scan):
+    again = make_scan(0, 0)
+    for name in ("vertices", "faces", "colors", "labels"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(scan, name), err_msg=name)

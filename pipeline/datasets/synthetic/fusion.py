@@ -4,7 +4,10 @@ ScanNet's ``_vh_clean_2.ply`` is a TSDF reconstruction (BundleFusion) of the dep
 cleaned and decimated: it holds only surface that some frame measured. Here Open3D's TSDF
 voxel block grid integrates every rendered frame at the poses written for them, marching cubes
 extracts the surface at a voxel size that gives ScanNet's vertex counts, and small floating
-components are removed. Ground truth moves to the fused vertices from the generator's
+components are removed. The extraction's vertex order depends on the hash map's threads, so the
+mesh is put in one canonical order (vertices by coordinates, faces by vertex ids): a room
+generated twice is the same file, and the noise the simulated VLM seeds from a scene's points
+is the same too. Ground truth moves to the fused vertices from the generator's
 surfaces: each vertex takes the label of the nearest surface point, or none (0, unannotated) when
 that point is farther than ``max_label_distance``, as ScanNet leaves unannotated what no
 annotator could assign.
@@ -70,8 +73,23 @@ def fuse(depth_mm: np.ndarray, color: np.ndarray, intrinsics: np.ndarray, camera
     mesh.remove_unreferenced_vertices()
     colors = np.asarray(mesh.vertex_colors)
     scale = 255.0 if colors.size and colors.max() <= 1.0 + 1e-6 else 1.0
-    return FusedMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.triangles, np.int32),
-                     np.clip(np.round(colors * scale), 0, 255).astype(np.uint8))
+    return canonical_order(FusedMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.triangles, np.int32),
+                                     np.clip(np.round(colors * scale), 0, 255).astype(np.uint8)))
+
+
+def canonical_order(mesh: FusedMesh) -> FusedMesh:
+    """The same mesh in an order fixed by its geometry alone: vertices sorted by (x, y, z) (they are
+    distinct after de-duplication), each face rotated to start at its lowest vertex id (winding
+    kept), faces sorted by their vertex ids."""
+    v = mesh.vertices
+    order = np.lexsort((v[:, 2], v[:, 1], v[:, 0]))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    faces = rank[mesh.faces]
+    start = faces.argmin(axis=1)[:, None] if len(faces) else np.zeros((0, 1), np.int64)
+    faces = np.take_along_axis(faces, (start + np.arange(3)) % 3, axis=1)
+    faces = faces[np.lexsort((faces[:, 2], faces[:, 1], faces[:, 0]))]
+    return FusedMesh(v[order], faces.astype(np.int32), mesh.colors[order])
 
 
 def transfer_labels(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, face_labels: np.ndarray,
