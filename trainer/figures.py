@@ -55,13 +55,12 @@ def load_models(checkpoint_path: Path) -> tuple[Models, TrainConfig]:
     return models, cfg
 
 
-def predict_scene(checkpoint_path: Path, scene: str) -> np.ndarray:
-    """i64[N] predicted class per point of `scene` by a checkpoint's 3D model."""
+def predict_scene(models: Models, cfg: TrainConfig, scene: str) -> np.ndarray:
+    """i64[N] predicted class per point of `scene` by loaded models (`load_models`)."""
     import torch
 
     from trainer.engine import eval_loader, predict_points
 
-    models, cfg = load_models(checkpoint_path)
     (batch,) = list(eval_loader(cfg, [scene], len(models.class_names)))
     return predict_points(models, batch.to(torch.device("cpu"))).numpy()
 
@@ -88,9 +87,10 @@ def scene_samples(cfg: TrainConfig, scene: str, num_classes: int, num_samples: i
     return {"coords": coords, "feats": item["feats"], "sample": chosen, "label": voxel_gt[chosen]}
 
 
-def correlation_features(checkpoint_path: Path, samples: Sequence[dict[str, np.ndarray]]
+def correlation_features(models: Models, samples: Sequence[dict[str, np.ndarray]]
                          ) -> dict[str, list[np.ndarray]]:
-    """Per scene the sampled voxels' features: the 3D model's f_m (`3d`) and, where the model has
+    """Per scene the sampled voxels' features of loaded models (`load_models`): the 3D model's f_m
+    (`3d`) and, where the model has
     them, the intra-scene transformer's output (`intra`, Eq. 3) and the inter-scene transformer's
     output over both scenes' samples together (`inter`, Eq. 7, fed the intra output), computed
     as in training."""
@@ -99,7 +99,6 @@ def correlation_features(checkpoint_path: Path, samples: Sequence[dict[str, np.n
     from trainer.data import collate
     from trainer.terms import TermInputs
 
-    models, cfg = load_models(checkpoint_path)
     batch = collate([{"scene": str(i), "coords": s["coords"], "feats": s["feats"],
                       "sample_voxel": s["sample"], "sample_label": s["label"]}
                      for i, s in enumerate(samples)])
@@ -114,10 +113,7 @@ LABELS = ("baseline (row I)", "full method (row V)")
 
 
 def check_runs(baseline: Path, full: Path) -> None:
-    """One line for what the figures cannot be drawn without: a checkpoint, its run's metrics, the
-    full method's transformers (Fig. 7 shows their features)."""
-    from trainer.checkpoint import load
-
+    """One line for what the figures cannot be drawn without: a checkpoint, its run's metrics."""
     for path in (baseline, full):
         if not path.is_file():
             raise ConfigError(f"checkpoint {path} does not exist")
@@ -125,10 +121,6 @@ def check_runs(baseline: Path, full: Path) -> None:
         if not (path.parent / "metrics.jsonl").is_file():
             raise ConfigError(f"{path.parent / 'metrics.jsonl'} is missing: Fig. 6 reads the run's "
                               "validation mIoU per epoch next to its checkpoint")
-    saved = from_dict(load(full)["config"])
-    if not (saved.intra_scene and saved.inter_scene):
-        raise ConfigError(f"{full} was trained without the intra- and inter-scene transformers; "
-                          "--full takes a full-method checkpoint (Fig. 7 shows their features)")
 
 
 def paper_figures(baseline: Path, full: Path, out_dir: Path, reference: Path | None = None,
@@ -139,13 +131,16 @@ def paper_figures(baseline: Path, full: Path, out_dir: Path, reference: Path | N
     `reference` is an `hicl-pipeline eval` JSON whose mIoU Fig. 6 draws as a line (MaskCLIP-3D)."""
     from pipeline import store
     from pipeline.labels.maskclip3d import voted_point_labels
-    from trainer.data import read_text, resolve_scenes
+    from trainer.data import resolve_scenes
     from trainer.schedule import phase_starts
 
     check_runs(baseline, full)
+    (base_models, base_cfg), (full_models, cfg) = load_models(baseline), load_models(full)
+    if not (cfg.intra_scene and cfg.inter_scene):
+        raise ConfigError(f"{full} was trained without the intra- and inter-scene transformers; "
+                          "--full takes a full-method checkpoint (Fig. 7 shows their features)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = run_config(full)
-    _, names = read_text(cfg.store_root, cfg.text_stage)
+    names = full_models.class_names
     scenes = resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
     if len(scenes) < 2:
         raise ConfigError(f"Fig. 7 needs two validation scenes, the full run's val_split has {len(scenes)}")
@@ -161,7 +156,8 @@ def paper_figures(baseline: Path, full: Path, out_dir: Path, reference: Path | N
         names, f"Fig. 3: intra-set label refinement, {scene} (top-down; grey: no pair / ignore)")]
     written.append(plot_label_views(
         out_dir / "fig4_predictions.png", points,
-        {base_label: predict_scene(baseline, scene), full_label: predict_scene(full, scene), "ground truth": gt},
+        {base_label: predict_scene(base_models, base_cfg, scene), full_label: predict_scene(full_models, cfg, scene),
+         "ground truth": gt},
         names, f"Fig. 4: predictions on validation room {scene} (grey: ignore label)",
         views=("top-down", "oblique")))
     references = {"MaskCLIP-3D": json.loads(reference.read_text())["miou"]} if reference else {}
@@ -171,8 +167,8 @@ def paper_figures(baseline: Path, full: Path, out_dir: Path, reference: Path | N
         f"Fig. 6: validation mIoU per epoch ({len(scenes)} validation rooms)", references, phase_starts(cfg)))
     pair = scenes[:2]
     samples = [scene_samples(cfg, s, len(names), samples_per_scene, seed) for s in pair]
-    base_feats = correlation_features(baseline, samples)["3d"]
-    full_feats = correlation_features(full, samples)
+    base_feats = correlation_features(base_models, samples)["3d"]
+    full_feats = correlation_features(full_models, samples)
     short = base_label.split(" (")[0], full_label.split(" (")[0]
     columns = {f"{short[0]}: 3D model": base_feats,
                f"{short[1]}: 3D model": full_feats["3d"],
