@@ -62,6 +62,15 @@ def _config_from_checkpoint(checkpoint: Path, config: str | None, overrides: lis
     return load_config(config, overrides or [], base=load(checkpoint)["config"])
 
 
+def _scene_ids(scenes: str | None, cfg: TrainConfig) -> list[str]:
+    """The comma-separated --scenes, or the config's validation scenes."""
+    from trainer.data import resolve_scenes
+
+    if scenes:
+        return [s.strip() for s in scenes.split(",") if s.strip()]
+    return resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
+
+
 def _print_iou(result: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     table.add_column("class")
@@ -152,13 +161,11 @@ def predict(
     device: DeviceOpt = None,
 ) -> None:
     """Labels per point (<scene>.labels.npy) and a coloured PLY per scene, for any class list."""
-    from trainer.data import resolve_scenes
     from trainer.predict import predict as run_predict
 
     def go() -> None:
         cfg = _config_from_checkpoint(checkpoint, config, with_device(overrides, device))
-        ids = ([s.strip() for s in scenes.split(",") if s.strip()] if scenes
-               else resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"))
+        ids = _scene_ids(scenes, cfg)
         result = run_predict(cfg, checkpoint, out or cfg.run_dir / "predictions", ids, classes,
                              clip_model, clip_pretrained, clip_checkpoint)
         console.print(f"wrote {result['scenes']} scenes to {result['out_dir']}")
@@ -212,7 +219,6 @@ def view(
     import socket
     import time
 
-    from trainer.data import resolve_scenes
     from trainer.view import check_scene, open_source, serve
 
     if checkpoint is None and config is None:
@@ -224,9 +230,7 @@ def view(
                else load_config(config, opts))
         cfg = dataclasses.replace(cfg, num_workers=0, progress=False)
         source = open_source(cfg, checkpoint)
-        ids = ([s.strip() for s in scenes.split(",") if s.strip()] if scenes
-               else resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"))
-        ids = [check_scene(cfg.store_root, s) for s in ids]
+        ids = [check_scene(cfg.store_root, s) for s in _scene_ids(scenes, cfg)]
         server, _ = serve(source, ids, host, port)
         shown = socket.gethostname() if host == "0.0.0.0" else host
         url = f"http://{shown}:{server.get_port()}"
