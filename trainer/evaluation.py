@@ -18,11 +18,15 @@ from trainer.modelset import Models, build_models, load_encoder, pick_device
 from trainer.runlog import RunLog
 
 
+def point_classes(features: torch.Tensor, text: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """i64[N] predicted class per point: argmax <f, T> of its voxel's feature (Eq. 1 logits)."""
+    return (features @ text.t()).argmax(1)[inverse]
+
+
 @torch.no_grad()
 def predict_points(models: Models, batch: Batch) -> torch.Tensor:
-    """i64[N] predicted class per point: argmax <f, T> of its voxel (Eq. 1 logits)."""
-    feats = models.encoder(batch.coords, batch.feats)
-    return (feats @ models.text.t()).argmax(1)[batch.inverse]
+    """i64[N] predicted class per point of a batch by the 3D model (`point_classes`)."""
+    return point_classes(models.encoder(batch.coords, batch.feats), models.text, batch.inverse)
 
 
 def evaluate_loader(models: Models, loader, device: torch.device,

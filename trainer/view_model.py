@@ -11,6 +11,7 @@ import torch
 from trainer.checkpoint import CheckpointError, load
 from trainer.config import TrainConfig
 from trainer.engine import build_models, eval_loader, load_encoder, pick_device
+from trainer.evaluation import point_classes
 
 
 @dataclass
@@ -47,7 +48,7 @@ class CheckpointModel:
         batch = batch.to(self.device)
         with torch.no_grad():
             feats = self.models.encoder(batch.coords, batch.feats)
-            labels = (feats @ self.models.text.t()).argmax(1)[batch.inverse]
+            labels = point_classes(feats, self.models.text, batch.inverse)
             unit = torch.nn.functional.normalize(feats, dim=1)
         return ScenePrediction(labels.cpu().numpy().astype(np.int16), unit.cpu().numpy(),
                                batch.inverse.cpu().numpy())
