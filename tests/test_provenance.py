@@ -99,6 +99,25 @@ def test_code_states_differ_by_commit_and_by_uncommitted_changes():
     assert provenance.describe_code({**clean, "dirty": True, "diff": "12ab"}) == "aaaaaaa with uncommitted changes 12ab"
 
 
+def test_rewritten_results_leave_the_code_clean_and_edited_code_does_not(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in ("trainer/fit.py", "benchmarks/results/demo.json", "docs/figures/fig3.png"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    (tmp_path / "benchmarks/results/demo.json").write_text("1\n")
+    (tmp_path / "docs/figures/fig3.png").write_text("1\n")
+    assert provenance.code_state(tmp_path)["dirty"] is False
+    (tmp_path / "trainer/fit.py").write_text("1\n")
+    state = provenance.code_state(tmp_path)
+    assert state["dirty"] is True and len(state["diff"]) == 16
+    (tmp_path / "benchmarks/results/demo.json").write_text("2\n")
+    assert provenance.code_state(tmp_path)["diff"] == state["diff"]
+
 def test_cli_names_the_refusal_in_one_line(stopped_run, tmp_path):
     values = copy_run(stopped_run, tmp_path)
     other = tmp_path / "other-store"

@@ -24,6 +24,7 @@ from trainer.config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 FILE = "provenance.json"
+OUTPUTS = ("benchmarks/results", "docs/figures")
 
 
 def _git(*args: str, root: Path) -> str | None:
@@ -36,15 +37,17 @@ def _git(*args: str, root: Path) -> str | None:
 
 
 def code_state(root: Path = REPO) -> dict[str, Any]:
-    """`commit` (None outside a git checkout), `dirty` (uncommitted changes to tracked files) and,
-    when dirty, `diff`: the first 16 hex digits of SHA-256 over `git diff HEAD`."""
+    """`commit` (None outside a git checkout), `dirty` (uncommitted changes to tracked files
+    outside `OUTPUTS`) and, when dirty, `diff`: the first 16 hex digits of SHA-256 over their
+    `git diff HEAD`."""
     commit = _git("rev-parse", "HEAD", root=root)
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=no", root=root) or ""
+    code = ["--", ".", *(f":(exclude){path}" for path in OUTPUTS)]
+    status = _git("status", "--porcelain", "--untracked-files=no", *code, root=root) or ""
     state: dict[str, Any] = {"commit": commit.strip(), "dirty": bool(status.strip())}
     if state["dirty"]:
-        diff = _git("diff", "HEAD", "--binary", root=root) or ""
+        diff = _git("diff", "HEAD", "--binary", *code, root=root) or ""
         state["diff"] = hashlib.sha256(diff.encode()).hexdigest()[:16]
     return state
 
