@@ -219,7 +219,7 @@ def view(
     import socket
     import time
 
-    from trainer.view import check_scene, open_source, serve
+    from trainer.view import check_scenes, open_source, serve
 
     if checkpoint is None and config is None:
         raise typer.BadParameter("give --checkpoint or --config (a YAML file or a preset name)")
@@ -230,7 +230,7 @@ def view(
                else load_config(config, opts))
         cfg = dataclasses.replace(cfg, num_workers=0, progress=False)
         source = open_source(cfg, checkpoint)
-        ids = [check_scene(cfg.store_root, s) for s in _scene_ids(scenes, cfg)]
+        ids = check_scenes(cfg.store_root, _scene_ids(scenes, cfg))
         server, _ = serve(source, ids, host, port)
         shown = socket.gethostname() if host == "0.0.0.0" else host
         url = f"http://{shown}:{server.get_port()}"

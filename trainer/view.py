@@ -67,14 +67,17 @@ def open_source(cfg: TrainConfig, checkpoint: Path | None) -> ViewSource:
                       model, title)
 
 
-def check_scene(store_root: str, scene: str) -> str:
-    """`scene` when the store holds it finished; a one-line PipelineError naming a few it does hold."""
+def check_scenes(store_root: str, scenes: list[str]) -> list[str]:
+    """`scenes` when the store holds each finished (its done list read once); else a one-line
+    PipelineError naming the first missing one and a few it does hold."""
     done = store.done_scenes(store_root, "scenes")
-    if scene not in done:
-        some = ", ".join(done[:5]) + (", ..." if len(done) > 5 else "")
-        raise PipelineError(f"scene {scene!r} is not in the store {store_root} "
-                            f"({len(done)} scenes{': ' + some if done else ''})")
-    return scene
+    held = set(done)
+    for scene in scenes:
+        if scene not in held:
+            some = ", ".join(done[:5]) + (", ..." if len(done) > 5 else "")
+            raise PipelineError(f"scene {scene!r} is not in the store {store_root} "
+                                f"({len(done)} scenes{': ' + some if done else ''})")
+    return scenes
 
 
 def reach(points: np.ndarray) -> float:
@@ -147,7 +150,7 @@ class ViewerPage:
                                         f"{html.escape(str(exc))}</div>")
 
     def _open_typed_scene(self) -> None:
-        self.show_scene(check_scene(self.source.store_root, self.scene_name.value.strip()))
+        self.show_scene(check_scenes(self.source.store_root, [self.scene_name.value.strip()])[0])
 
     def show_scene(self, name: str) -> None:
         """Load `name`, draw its points and frusta, keep the layer if the scene has it."""
