@@ -16,8 +16,9 @@ over the table's fixed class list (the classes present in the validation ground 
 
 The report reads runs, it trains none: it records its own commit beside the commits of the runs.
 
-Run: .venv/bin/python benchmarks/fit_report.py benchmarks/results/table2-e120.json
+Run: .venv/bin/python benchmarks/fit_report.py benchmarks/results/table2-e120.json [--root CHECKOUT]
      -> benchmarks/results/table2-e120-fit.json
+`--root`: the checkout whose data/ holds the table's runs (default: this one).
 """
 from __future__ import annotations
 
@@ -132,6 +133,7 @@ def main() -> None:
     """Score every run of a table on its training rooms and write `<table>-fit.json`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", type=Path, help="a bench_quality.py JSON (its runs must still be on disk)")
+    parser.add_argument("--root", type=Path, default=REPO, help="checkout whose data/ holds the runs")
     parser.add_argument("--out", type=Path, help="output JSON (default: <table>-fit.json beside it)")
     args = parser.parse_args()
     table = json.loads(args.table.read_text())
@@ -140,7 +142,7 @@ def main() -> None:
     start = time.perf_counter()
     runs = []
     for run in table["runs"]:
-        folder = REPO / run["run_dir"]
+        folder = args.root / run["run_dir"]
         if not (folder / "last.pt").is_file():
             raise SystemExit(f"error: run {run['row']}-s{run['seed']}: no checkpoint at {folder / 'last.pt'}")
         scored = score_run(folder, classes)
