@@ -9,9 +9,10 @@ No training. For each run's last checkpoint, on its training rooms at point reso
   here on the training rooms): the teacher the student is measured against.
 A student that copies its teacher scores high against its labels and about the teacher's score
 against ground truth; one that corrects it ends above `labels_vs_gt`. `shares` puts each class's
-share of the predictions beside its share of the labels and of the ground truth (a student that
-drifts to the majority classes predicts them more often than its labels name them), and
-`confusion` is the student's point confusion on the training rooms (rows: ground truth). mIoU is
+share of the predictions beside its share of the labels (of the pairs, and voted onto the points
+they reach) and of the ground truth (a student that drifts to the majority classes predicts them
+more often than its labels name them); `confusion` is the student's point confusion on the
+training rooms and `labels_confusion` that of its labels voted onto points (rows: ground truth). mIoU is
 over the table's fixed class list (the classes present in the validation ground truth).
 
 The report reads runs, it trains none: it records its own commit beside the commits of the runs.
@@ -117,8 +118,10 @@ def score_run(run_dir: Path, classes: Sequence[str]) -> dict[str, Any]:
         "iou": {"student_vs_gt": per_class(total["points"], names),
                 "student_vs_labels": per_class(pairs, names), "labels_vs_gt": labels["iou"]},
         "shares": {"predictions": shares(total["points"].sum(0), names), "labels": shares(label_counts, names),
+                   "labels_on_points": shares(teacher["points"].sum(0), names),
                    "ground_truth": shares(total["points"].sum(1), names)},
         "confusion": total["points"].tolist(),
+        "labels_confusion": teacher["points"].tolist(),
         "provenance": provenance.read(run_dir),
     }
 

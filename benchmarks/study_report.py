@@ -145,11 +145,20 @@ def report(table: Mapping[str, Any], root: Path, fit: Mapping[str, Any] | None) 
         names = list(fit["runs"][0]["iou"]["student_vs_gt"]) if fit["runs"] else []
         result["fit"] = [{k: r[k] for k in ("row", "seed", "val_miou", "student_vs_gt", "student_vs_labels",
                                             "student_pair_agreement", "labels_vs_gt")}
-                         | {"shares": {c: {src: r["shares"][src][c] for src in ("predictions", "labels", "ground_truth")}
+                         | {"shares": {c: {src: r["shares"][src][c] for src in ("predictions", "labels_on_points",
+                                                                              "ground_truth")}
                                        for c in majority(r["shares"]["ground_truth"])},
-                            "top_confusions": top_confusions(r["confusion"], names)}
+                            "top_confusions": [t | {"labels_share_of_truth": cell_share(r["labels_confusion"], names, t)}
+                                               for t in top_confusions(r["confusion"], names)]}
                          for r in fit["runs"]]
     return result
+
+
+def cell_share(confusion: Sequence[Sequence[int]], names: Sequence[str], cell: Mapping[str, Any]) -> float:
+    """The share (%) of a confusion's ground-truth class that lands on `cell`'s predicted class."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    i, j = names.index(cell["truth"]), names.index(cell["predicted"])
+    return round(100 * float(cm[i, j]) / max(int(cm[i].sum()), 1), 1)
 
 
 def majority(shares: Mapping[str, float], count: int = 3) -> list[str]:
@@ -185,12 +194,14 @@ def markdown(result: Mapping[str, Any], classes: Sequence[str]) -> str:
                 "|---|---|---|---|---|---|"]
         out += [f"| {f['row']}-s{f['seed']} | {f['val_miou']:.2f} | {f['student_vs_gt']:.2f} | {f['student_vs_labels']:.2f} "
                 f"| {f['student_pair_agreement']:.2f} | {f['labels_vs_gt']:.2f} |" for f in result["fit"]]
-        out += ["", "shares of the majority classes on the training rooms (% of points: predictions / labels / "
-                "ground truth) and the largest confusions (% of the true class):"]
+        out += ["", "on the training rooms: shares of the majority classes (% of points: predictions / labels "
+                "voted onto points / ground truth) and the student's largest confusions (% of the true class: "
+                "the student's / its labels')"]
         for f in result["fit"]:
-            share = ", ".join(f"{c} {v['predictions']:.1f}/{v['labels']:.1f}/{v['ground_truth']:.1f}"
+            share = ", ".join(f"{c} {v['predictions']:.1f}/{v['labels_on_points']:.1f}/{v['ground_truth']:.1f}"
                               for c, v in f["shares"].items())
-            confused = ", ".join(f"{t['truth']}->{t['predicted']} {t['share_of_truth']:.0f}" for t in f["top_confusions"])
+            confused = ", ".join(f"{t['truth']}->{t['predicted']} {t['share_of_truth']:.0f}/{t['labels_share_of_truth']:.0f}"
+                                 for t in f["top_confusions"])
             out.append(f"- {f['row']}-s{f['seed']}: {share}; {confused}")
     return "\n".join(out)
 

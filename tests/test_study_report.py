@@ -46,3 +46,5 @@ def test_top_confusions_are_shares_of_the_true_class_off_the_diagonal():
     top = study.top_confusions(confusion, ["wall", "floor", "bed"])
     assert top == [{"truth": "floor", "predicted": "wall", "share_of_truth": 50.0},
                    {"truth": "wall", "predicted": "floor", "share_of_truth": 10.0}]
+    labels = [[60, 40, 0], [10, 90, 0], [0, 0, 0]]
+    assert study.cell_share(labels, ["wall", "floor", "bed"], top[0]) == 10.0  # the labels' floor->wall
