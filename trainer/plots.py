@@ -182,9 +182,10 @@ class Curve:
 
 def plot_miou_curves(path: Path, curves: Mapping[str, Curve], title: str,
                      references: Mapping[str, float] | None = None,
-                     phase_starts: Sequence[int] = ()) -> Path:
-    """Validation mIoU (%) against epoch (Fig. 6), with reference levels and phase boundaries."""
-    fig = Figure(figsize=(7.0, 4.5))
+                     phase_starts: Sequence[int] = (), legend_below: bool = False) -> Path:
+    """Validation mIoU (%) against epoch (Fig. 6), with reference levels and phase boundaries;
+    `legend_below` puts the legend under the axes (many or long names: it covers no curve)."""
+    fig = Figure(figsize=(7.0, 4.5 + (0.25 * len(curves) if legend_below else 0.0)))
     ax = fig.subplots()
     for name, curve in curves.items():
         epochs, miou = np.asarray(curve.epochs), 100 * np.asarray(curve.miou)
@@ -199,16 +200,19 @@ def plot_miou_curves(path: Path, curves: Mapping[str, Curve], title: str,
     starts: dict[int, list[str]] = {}
     for epoch, name in zip(phase_starts, ("Eq. 4", "Eq. 8"), strict=False):
         starts.setdefault(epoch, []).append(name)
-    for epoch, names in starts.items():
+    for row, (epoch, names) in enumerate(starts.items()):  # above the axes, one line each: never on a curve
         ax.axvline(epoch - 0.5, linestyle=":", color="0.6", linewidth=1)
-        ax.text(epoch - 0.5, 0.02, f" {', '.join(names)} from here", transform=ax.get_xaxis_transform(),
-                rotation=90, fontsize=8, color="0.4", va="bottom")
+        ax.text(epoch - 0.5, 1.01 + 0.05 * row, f"{', '.join(names)} from here", transform=ax.get_xaxis_transform(),
+                fontsize=8, color="0.4", ha="left", va="bottom")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation mIoU (%)")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(title, fontsize=11, pad=6 + 16 * len(starts))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="best")
+    if legend_below:
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+    else:
+        ax.legend(fontsize=9, loc="best")
     fig.tight_layout()
     return save(fig, path)
 
