@@ -45,6 +45,8 @@ Run: .venv/bin/python benchmarks/bench_quality.py [--jobs 2]
      -> benchmarks/results/table2-s1-n1.5.json; the world's suffix comes before the schedule's)
      .venv/bin/python benchmarks/bench_quality.py --rows V,plus --out benchmarks/results/table2-plus.json
      (row V against hicl-plus; V's runs are the default table's when trained at the same commit)
+     .venv/bin/python benchmarks/bench_quality.py --replot benchmarks/results/table2-e120.json
+     (redraws that table's Fig. 6 from its JSON; nothing is trained or read)
      benchmarks/gpu_protocol.sh   (rows I, II, V on one CUDA GPU: --voxel-size 0.05 --batch-size 8
      --device cuda --epochs 84 --jobs 3 -> benchmarks/results/table2-gpu.json)
 """
@@ -232,6 +234,21 @@ def curve_for_plot(summary: Mapping[str, Any]) -> Curve:
     """A Fig. 6 curve (fractions) from an `aggregate_curves` summary (percent)."""
     spread = None if any(s is None for s in summary["miou_std"]) else [s / 100 for s in summary["miou_std"]]
     return Curve(list(summary["epochs"]), [m / 100 for m in summary["miou_mean"]], spread)
+
+
+def draw_fig6(result: Mapping[str, Any], path: Path) -> Path:
+    """Fig. 6 of a table: each curve row's validation mIoU per epoch (mean +- std over its seeds),
+    the labels voted onto the validation points as horizontal lines, the phase starts."""
+    seeds = result["schedule"]["row_seeds"]
+    curves = {f"row {r}{f' ({ROW_NAMES[r]})' if r in ROW_NAMES else ''}, mean +- std over "
+              f"{len(seeds[r])} seed(s)": curve_for_plot(result["curves"][r]) for r in result["schedule"]["curve_rows"]}
+    labels = result["labels_val"]
+    return plot_miou_curves(
+        path, curves, f"Fig. 6 on synthetic ScanNet: validation mIoU per epoch "
+                      f"({len(result['dataset']['val_scenes'])} rooms)",
+        {"pseudo-labels voted onto points (classes in the ground truth)": labels["pseudo"]["point_miou"] / 100,
+         "refined labels voted onto points (classes in the ground truth)": labels["refine"]["point_miou"] / 100},
+        result["schedule"]["phase_starts"], legend_below=True)
 
 
 # ---- running ----
@@ -505,7 +522,16 @@ def main() -> None:
                              "(refused otherwise); the JSON names each as reused")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="train with uncommitted changes in the tree (the JSON records their digest)")
+    parser.add_argument("--replot", type=Path, metavar="TABLE",
+                        help="only redraw Fig. 6 of a written table JSON (beside it, <stem>-fig6.png); "
+                             "trains and reads nothing else")
     args = parser.parse_args()
+    if args.replot is not None:
+        try:
+            print(f"wrote {draw_fig6(json.loads(args.replot.read_text()), args.replot.with_name(f'{args.replot.stem}-fig6.png'))}")
+        except (OSError, ValueError, KeyError) as exc:
+            parser.error(f"--replot {args.replot}: not a table with curves ({type(exc).__name__}: {exc})")
+        return
     if unknown := sorted(set(args.rows) - set(PRESETS)):
         parser.error(f"--rows: unknown row(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     if args.epochs is not None and args.epochs < 1:
@@ -551,14 +577,6 @@ def main() -> None:
     curves = {row: aggregate_curves([r["curve"] for r in per_seed[row]]) for row in curves_of}
     cfg = load_config("ablation-V", overrides(plan, "V", plan.seeds[0]))
     train_scenes, val_scenes = plan.world.split("train"), plan.world.split("val")
-    if curves_of:
-        plot_miou_curves(
-            plan.out_png, {f"row {r}{f' ({ROW_NAMES[r]})' if r in ROW_NAMES else ''}, mean +- std over "
-                           f"{len(per_seed[r])} seed(s)": curve_for_plot(curves[r]) for r in curves_of},
-            f"Fig. 6 on synthetic ScanNet: validation mIoU per epoch ({len(val_scenes)} rooms)",
-            {"pseudo-labels voted onto points (classes in the ground truth)": labels["pseudo"]["miou"] / 100,
-             "refined labels voted onto points (classes in the ground truth)": labels["refine"]["miou"] / 100},
-            phase_starts(cfg))
     steps_per_epoch = -(-len(train_scenes) // cfg.batch_size)
     world = plan.world.describe()
     result = {
@@ -602,6 +620,8 @@ def main() -> None:
         "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "python": sys.version.split()[0],
     }
+    if curves_of:
+        draw_fig6(result, plan.out_png)
     plan.out_json.parent.mkdir(parents=True, exist_ok=True)
     plan.out_json.write_text(json.dumps(result, indent=1) + "\n")
     print_table(rows, f"Table 2 on {plan.world.name} ({len(plan.seeds)} seed(s), {plan.epochs} epochs)")

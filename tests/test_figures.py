@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from trainer.plots import (
     room_axes,
     tsne_2d,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 NAMES = [f"class{c}" for c in range(20)]
 
@@ -134,6 +138,27 @@ def test_single_seed_has_no_std_and_curves_aggregate_per_epoch():
     assert plotted.miou == pytest.approx([0.2, 0.3]) and plotted.spread is not None
     assert bench.curve_for_plot(bench.aggregate_curves([{"epochs": [1], "miou": [0.1]}])).spread is None
 
+
+def test_a_written_table_redraws_its_fig6_without_training(tmp_path):
+    bench = load_benchmark("bench_quality")
+    curves = {row: bench.aggregate_curves([{"epochs": [5, 10], "miou": [0.1 + d, 0.2 + d]}]) for row, d in
+              (("I", 0.0), ("V", 0.05))}
+    table = {"curves": curves, "labels_val": {"pseudo": {"point_miou": 15.1}, "refine": {"point_miou": 19.7}},
+             "schedule": {"curve_rows": ["I", "V"], "row_seeds": {"I": [0], "V": [0]}, "phase_starts": [3, 6]},
+             "dataset": {"val_scenes": ["scene0096_00"]}}
+    path = tmp_path / "table2-e10.json"
+    path.write_text(json.dumps(table))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_quality.py"), "--replot", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    png = tmp_path / "table2-e10-fig6.png"
+    assert done.returncode == 0 and done.stdout.strip() == f"wrote {png}"
+    width, height = Image.open(png).size
+    assert height > width * 4.5 / 7 + 10  # the legend below the axes makes it taller than 7 x 4.5
+    path.write_text("{}")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_quality.py"), "--replot", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        f"bench_quality.py: error: --replot {path}: not a table with curves (KeyError: 'schedule')")
 
 def test_longer_schedule_keeps_rooms_and_stores_but_not_runs_or_outputs():
     bench = load_benchmark("bench_quality")
