@@ -166,6 +166,12 @@ def majority(shares: Mapping[str, float], count: int = 3) -> list[str]:
     return sorted(shares, key=lambda c: -shares[c])[:count]
 
 
+def spread(value: Mapping[str, Any], sign: str = "") -> str:
+    """'mean ± std' of a `mean_std` record, the mean alone for one value."""
+    mean = format(value["mean"], f"{sign}.2f")
+    return mean if value["n"] < 2 else f"{mean} ± {value['std']:.2f}"
+
+
 def markdown(result: Mapping[str, Any], classes: Sequence[str]) -> str:
     """The report's tables in Markdown."""
     labels = result["labels_val"]
@@ -173,7 +179,7 @@ def markdown(result: Mapping[str, Any], classes: Sequence[str]) -> str:
            "", "| row | seeds | last-epoch mIoU | / its labels | paper | paper / 14.2 |", "|---|---|---|---|---|---|"]
     for row, r in result["rows"].items():
         paper = "" if r["paper"] is None else f"{r['paper']:.1f} | {r['paper_over_teacher']:.2f}x"
-        out.append(f"| {row} | {r['n']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['over_teacher']:.2f}x "
+        out.append(f"| {row} | {r['n']} | {spread(r)} | {r['over_teacher']:.2f}x "
                    f"({r['teacher']}) | {paper or ' | '} |")
     out += ["", "| run | last | best (epoch) | passes pseudo at | stays above from | passes refined at | "
             "stays above from |", "|---|---|---|---|---|---|---|"]
@@ -181,7 +187,7 @@ def markdown(result: Mapping[str, Any], classes: Sequence[str]) -> str:
         p, q = r["passes"]["pseudo"], r["passes"]["refine"]
         out.append(f"| {r['row']}-s{r['seed']} | {r['last']['miou']:.2f} | {r['best']['miou']:.2f} ({r['best']['epoch']}) "
                    f"| {p['first_epoch']} | {p['stays_above_from']} | {q['first_epoch']} | {q['stays_above_from']} |")
-    out += ["", "deltas: " + ", ".join(f"{k} {v['mean']:+.2f} ± {v['std']:.2f} (seeds {v['seeds']})"
+    out += ["", "deltas: " + ", ".join(f"{k} {spread(v, '+')} (seeds {v['seeds']})"
                                        for k, v in result["deltas"].items() if isinstance(v, dict))
             + f"; paper V-I {result['deltas']['paper_V-I']:+.1f}", ""]
     rows = list(result["rows"])

@@ -48,3 +48,9 @@ def test_top_confusions_are_shares_of_the_true_class_off_the_diagonal():
                    {"truth": "wall", "predicted": "floor", "share_of_truth": 10.0}]
     labels = [[60, 40, 0], [10, 90, 0], [0, 0, 0]]
     assert study.cell_share(labels, ["wall", "floor", "bed"], top[0]) == 10.0  # the labels' floor->wall
+
+
+def test_one_seed_is_shown_without_a_spread():
+    study = load_benchmark("study_report")
+    assert study.spread(study.mean_std([20.0])) == "20.00"
+    assert study.spread(study.mean_std([1.0, 3.0]), "+") == "+2.00 ± 1.41"
