@@ -35,6 +35,7 @@ from world import REPO  # noqa: E402
 
 from pipeline import store  # noqa: E402
 from trainer import provenance  # noqa: E402
+from trainer.runlog import epoch_records  # noqa: E402
 
 LABEL_SETS = {"pseudo": "voted pseudo-labels", "refine": "refined labels"}
 PAPER_TEACHER = 14.2  # MaskCLIP-3D on ScanNet val (%), what the paper's rows learn from
@@ -42,8 +43,7 @@ PAPER_TEACHER = 14.2  # MaskCLIP-3D on ScanNet val (%), what the paper's rows le
 
 def curve(run_dir: Path) -> list[tuple[int, float]]:
     """(epoch, validation mIoU %) of every evaluation in a run's metrics, in epoch order."""
-    lines = (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line)
-    return sorted((e["epoch"], 100 * e["miou"]) for e in lines if e.get("kind") == "epoch" and "miou" in e)
+    return [(e, 100 * r["miou"]) for e, r in sorted(epoch_records(run_dir).items()) if "miou" in r]
 
 
 def passes(points: Sequence[tuple[int, float]], threshold: float) -> dict[str, Any]:
