@@ -1,8 +1,9 @@
 """Fit against generalisation: the runs of a Table 2 JSON scored on the rooms they trained on.
 
-No training. For each run's last checkpoint, on its training rooms at point resolution:
+No training. For each run's last checkpoint (`--checkpoint best`: the one of its best validation
+epoch), on its training rooms at point resolution:
 - `student_vs_gt`: its predictions against ground truth (beside `val_miou`, the table's score on
-  the validation rooms);
+  the validation rooms, and `val_miou_at_epoch`, the run's validation mIoU at the checkpoint's epoch);
 - `student_vs_labels`: at every training pair, its prediction at the pair's point against the
   pair's label, the label it was trained on (pseudo for row I, refined for rows II-V and plus);
 - `labels_vs_gt`: those labels voted onto points against ground truth (bench_labels.py's score,
@@ -48,6 +49,7 @@ from trainer import provenance  # noqa: E402
 from trainer.checkpoint import load  # noqa: E402
 from trainer.config import load_config  # noqa: E402
 from trainer.engine import build_models, eval_loader, load_encoder, predict_points  # noqa: E402
+from trainer.runlog import epoch_records  # noqa: E402
 
 
 def fixed_miou(confusion: np.ndarray, names: Sequence[str], classes: Sequence[str]) -> float:
@@ -78,13 +80,13 @@ def room_pairs(store_root: str, stage: str, scene: str, num_classes: int) -> tup
     return point[keep], label[keep]
 
 
-def score_run(run_dir: Path, classes: Sequence[str]) -> dict[str, Any]:
-    """A run's last checkpoint on its training rooms (see the module docstring)."""
-    state = load(run_dir / "last.pt")
+def score_run(run_dir: Path, classes: Sequence[str], checkpoint: str = "last.pt") -> dict[str, Any]:
+    """A run's checkpoint (its last by default) on its training rooms (see the module docstring)."""
+    state = load(run_dir / checkpoint)
     cfg = load_config(None, ["device=cpu", "num_workers=0", "progress=false"], base=state["config"])
     device = torch.device("cpu")
     models = build_models(cfg, device)
-    load_encoder(models, run_dir / "last.pt")
+    load_encoder(models, run_dir / checkpoint)
     names, num_classes = models.class_names, len(models.class_names)
     scenes = (Path(cfg.train_split).read_text().split() if isinstance(cfg.train_split, str)
               else list(cfg.train_split))
@@ -111,6 +113,7 @@ def score_run(run_dir: Path, classes: Sequence[str]) -> dict[str, Any]:
     return {
         "steps": state["step"], "epoch": state["epoch"], "label_stage": cfg.label_stage,
         "train_rooms": len(scenes),
+        "val_miou_at_epoch": validation_miou(run_dir, state["epoch"]),
         "student_vs_gt": round(fixed_miou(total["points"], names, classes), 2),
         "student_vs_labels": round(fixed_miou(pairs, names, classes), 2),
         "student_pair_agreement": round(100 * float(np.trace(pairs)) / max(int(pairs.sum()), 1), 2),
@@ -126,6 +129,12 @@ def score_run(run_dir: Path, classes: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def validation_miou(run_dir: Path, epoch: int) -> float | None:
+    """The run's validation mIoU (%) recorded at `epoch` (None where it was not evaluated)."""
+    record = epoch_records(run_dir).get(epoch, {})
+    return round(100 * record["miou"], 2) if "miou" in record else None
+
+
 def per_class(confusion: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
     """IoU (%) of every class, None where undefined."""
     return {n: None if np.isnan(v) else round(100 * float(v), 2)
@@ -137,26 +146,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", type=Path, help="a bench_quality.py JSON (its runs must still be on disk)")
     parser.add_argument("--root", type=Path, default=REPO, help="checkout whose data/ holds the runs")
-    parser.add_argument("--out", type=Path, help="output JSON (default: <table>-fit.json beside it)")
+    parser.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                        help="each run's last checkpoint (the table's score) or its best validation epoch's")
+    parser.add_argument("--out", type=Path, help="output JSON (default: <table>-fit[-best].json beside it)")
     args = parser.parse_args()
     table = json.loads(args.table.read_text())
     classes = table["fixed_classes"]
-    out = args.out or args.table.with_name(f"{args.table.stem}-fit.json")
+    checkpoint = f"{args.checkpoint}.pt"
+    out = args.out or args.table.with_name(f"{args.table.stem}-fit{'' if args.checkpoint == 'last' else '-best'}.json")
     start = time.perf_counter()
     runs = []
     for run in table["runs"]:
         folder = args.root / run["run_dir"]
-        if not (folder / "last.pt").is_file():
-            raise SystemExit(f"error: run {run['row']}-s{run['seed']}: no checkpoint at {folder / 'last.pt'}")
-        scored = score_run(folder, classes)
+        if not (folder / checkpoint).is_file():
+            raise SystemExit(f"error: run {run['row']}-s{run['seed']}: no checkpoint at {folder / checkpoint}")
+        scored = score_run(folder, classes, checkpoint)
         runs.append({"row": run["row"], "seed": run["seed"], "val_miou": round(100 * run["miou_fixed_classes"], 2),
                      **scored})
-        print(f"{run['row']}-s{run['seed']}: val {runs[-1]['val_miou']:.2f}, train vs gt {scored['student_vs_gt']:.2f}, "
+        print(f"{run['row']}-s{run['seed']} epoch {scored['epoch']}: val {scored['val_miou_at_epoch']}, "
+              f"train vs gt {scored['student_vs_gt']:.2f}, "
               f"vs labels {scored['student_vs_labels']:.2f}, labels vs gt {scored['labels_vs_gt']:.2f}", flush=True)
     result = {
-        "benchmark": "fit against generalisation: each run's last checkpoint on its training rooms",
+        "benchmark": f"fit against generalisation: each run's {args.checkpoint} checkpoint on its training rooms",
         "command": " ".join([".venv/bin/python", "benchmarks/fit_report.py", *sys.argv[1:]]),
-        "table": str(args.table), "fixed_classes": classes, "runs": runs,
+        "table": str(args.table), "checkpoint": checkpoint, "fixed_classes": classes, "runs": runs,
         "report_code": provenance.code_state(),
         "run_commits": sorted({str(c) for r in runs for c in provenance.commits(r["provenance"] or {})}),
         "wall_s": round(time.perf_counter() - start, 1),

@@ -143,8 +143,9 @@ def report(table: Mapping[str, Any], root: Path, fit: Mapping[str, Any] | None) 
     }
     if fit is not None:
         names = list(fit["runs"][0]["iou"]["student_vs_gt"]) if fit["runs"] else []
-        result["fit"] = [{k: r[k] for k in ("row", "seed", "val_miou", "student_vs_gt", "student_vs_labels",
+        result["fit"] = [{k: r[k] for k in ("row", "seed", "epoch", "student_vs_gt", "student_vs_labels",
                                             "student_pair_agreement", "labels_vs_gt")}
+                         | {"val_miou": r.get("val_miou_at_epoch", r["val_miou"])}
                          | {"shares": {c: {src: r["shares"][src][c] for src in ("predictions", "labels_on_points",
                                                                               "ground_truth")}
                                        for c in majority(r["shares"]["ground_truth"])},
@@ -196,9 +197,9 @@ def markdown(result: Mapping[str, Any], classes: Sequence[str]) -> str:
         cells = [result["labels_val_iou"][s].get(c) for s in LABEL_SETS] + [result["rows"][r]["iou_mean"].get(c) for r in rows]
         out.append(f"| {c} | " + " | ".join("" if v is None else f"{v:.1f}" for v in cells) + " |")
     if "fit" in result:
-        out += ["", "| run | val | train vs gt | train vs its labels | pair agreement | labels vs gt (train) |",
-                "|---|---|---|---|---|---|"]
-        out += [f"| {f['row']}-s{f['seed']} | {f['val_miou']:.2f} | {f['student_vs_gt']:.2f} | {f['student_vs_labels']:.2f} "
+        out += ["", "| run | epoch | val | train vs gt | train vs its labels | pair agreement | labels vs gt (train) |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {f['row']}-s{f['seed']} | {f['epoch']} | {f['val_miou']:.2f} | {f['student_vs_gt']:.2f} | {f['student_vs_labels']:.2f} "
                 f"| {f['student_pair_agreement']:.2f} | {f['labels_vs_gt']:.2f} |" for f in result["fit"]]
         out += ["", "on the training rooms: shares of the majority classes (% of points: predictions / labels "
                 "voted onto points / ground truth) and the student's largest confusions (% of the true class: "

@@ -1,6 +1,8 @@
 """benchmarks/fit_report.py: a run scored on its training rooms against ground truth and its labels."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from benchmark_module import load_benchmark
@@ -39,3 +41,8 @@ def test_with_labels_equal_to_ground_truth_the_student_scores_the_same_against_b
     assert sum(scored["shares"]["predictions"].values()) == pytest.approx(100.0, abs=0.1)
     assert scored["label_stage"] == "pseudo" and scored["train_rooms"] == 2
     assert scored["provenance"]["code"]["commit"] is not None
+    best = report.score_run(tmp_path / "runs" / "r", classes, "best.pt")  # the one evaluation's checkpoint
+    assert best["epoch"] == scored["epoch"] == 1 and best["student_vs_gt"] == scored["student_vs_gt"]
+    metrics = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()]
+    val = next(100 * r["miou"] for r in metrics if r.get("kind") == "epoch" and "miou" in r)
+    assert best["val_miou_at_epoch"] == pytest.approx(val, abs=0.005)
