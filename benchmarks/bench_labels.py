@@ -98,6 +98,12 @@ def label_confusions(labels: np.ndarray, point: np.ndarray, gt: np.ndarray,
             "pairs": confusion_matrix(np.asarray(labels, dtype=np.int64), gt[point], num_classes)}
 
 
+def empty_totals(num_classes: int) -> dict[str, np.ndarray]:
+    """Zeroed accumulators of `label_confusions` (point and pair confusions, missed points)."""
+    return {"points": np.zeros((num_classes, num_classes), np.int64), "missed": np.zeros(num_classes, np.int64),
+            "pairs": np.zeros((num_classes, num_classes), np.int64)}
+
+
 def label_summary(confusions: Mapping[str, np.ndarray], names: Sequence[str],
                   classes: Sequence[str]) -> dict[str, Any]:
     """mIoU over `classes`, IoU of every class (None where undefined) and pair accuracy, in %."""
@@ -212,9 +218,7 @@ def score_world(world: World) -> dict[str, Any]:
     root = str(world.stores)
     names = class_names(world.stores)
     num_classes = len(names)
-    zeros = {"points": np.zeros((num_classes, num_classes), np.int64), "missed": np.zeros(num_classes, np.int64),
-             "pairs": np.zeros((num_classes, num_classes), np.int64)}
-    totals = {source: {k: v.copy() for k, v in zeros.items()} for source in SOURCES}
+    totals = {source: empty_totals(num_classes) for source in SOURCES}
     gt_counts = np.zeros(num_classes, np.int64)
     agree, counted, cut, boundary = (np.zeros(num_classes, np.int64) for _ in range(4))
     points = covered = unassigned = sets = 0
@@ -272,9 +276,7 @@ def score_options(world: World, options: Mapping[str, Mapping[str, Any]] = VOTE_
     root = str(world.stores)
     names = class_names(world.stores)
     num_classes = len(names)
-    totals = {name: {"points": np.zeros((num_classes, num_classes), np.int64),
-                     "missed": np.zeros(num_classes, np.int64),
-                     "pairs": np.zeros((num_classes, num_classes), np.int64)} for name in options}
+    totals = {name: empty_totals(num_classes) for name in options}
     gt_counts = np.zeros(num_classes, np.int64)
     for scene_id in world.split("val"):
         scene = store.read_arrays(root, "scenes", scene_id,

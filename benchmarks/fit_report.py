@@ -40,7 +40,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from bench_labels import label_confusions, label_summary  # noqa: E402
+from bench_labels import empty_totals, label_confusions, label_summary  # noqa: E402
 from world import REPO  # noqa: E402
 
 from pipeline import store  # noqa: E402
@@ -92,8 +92,7 @@ def score_run(run_dir: Path, classes: Sequence[str], checkpoint: str = "last.pt"
               else list(cfg.train_split))
     models.train(False)
     total = {k: np.zeros((num_classes, num_classes), np.int64) for k in ("points", "pairs")}
-    teacher = {k: np.zeros((num_classes, num_classes), np.int64) for k in ("points", "pairs")}
-    missed = np.zeros(num_classes, np.int64)
+    teacher = empty_totals(num_classes)
     label_counts = np.zeros(num_classes, np.int64)
     for batch in eval_loader(cfg, scenes, num_classes):
         pred_all = predict_points(models, batch.to(device)).numpy()
@@ -103,12 +102,10 @@ def score_run(run_dir: Path, classes: Sequence[str], checkpoint: str = "last.pt"
             point, label = room_pairs(cfg.store_root, cfg.label_stage, scene, num_classes)
             for key, cm in student_confusions(pred, gt, point, label, num_classes).items():
                 total[key] += cm
-            voted = label_confusions(label, point, gt, num_classes)
-            teacher["points"] += voted["points"]
-            teacher["pairs"] += voted["pairs"]
-            missed += voted["missed"]
+            for key, value in label_confusions(label, point, gt, num_classes).items():
+                teacher[key] += value
             label_counts += np.bincount(label, minlength=num_classes)
-    labels = label_summary({**teacher, "missed": missed}, names, classes)
+    labels = label_summary(teacher, names, classes)
     pairs = total["pairs"]
     return {
         "steps": state["step"], "epoch": state["epoch"], "label_stage": cfg.label_stage,

@@ -30,7 +30,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from bench_labels import class_names, label_confusions, label_summary  # noqa: E402
+from bench_labels import class_names, empty_totals, label_confusions, label_summary  # noqa: E402
 from world import REPO  # noqa: E402
 
 from pipeline import store  # noqa: E402
@@ -86,8 +86,7 @@ def labels_per_class(store_root: str, scenes: Sequence[str], classes: Sequence[s
     per class (%), bench_labels.py's score."""
     names = class_names(Path(store_root))
     k = len(names)
-    totals = {s: {"points": np.zeros((k, k), np.int64), "pairs": np.zeros((k, k), np.int64),
-                  "missed": np.zeros(k, np.int64)} for s in LABEL_SETS}
+    totals = {s: empty_totals(k) for s in LABEL_SETS}
     for scene in scenes:
         gt = store.read_arrays(store_root, "scenes", scene, ["labels"])["labels"].astype(np.int64)
         point = store.read_arrays(store_root, "pairs", scene, ["point"])["point"].astype(np.int64)
@@ -124,13 +123,14 @@ def report(table: Mapping[str, Any], root: Path, fit: Mapping[str, Any] | None) 
                      "commits": run["provenance"]["commits"]})
         finals.setdefault(run["row"], {})[run["seed"]] = final
     paper = table["paper_table2_scannet_val"]
-    rows = {row: {**mean_std(list(by_seed.values())), "teacher": teacher_of[row],
-                  "over_teacher": round(statistics.fmean(by_seed.values()) / labels[teacher_of[row]], 2),
-                  "over_pseudo": round(statistics.fmean(by_seed.values()) / labels["pseudo"], 2),
-                  "paper": paper.get(row),
-                  "paper_over_teacher": round(paper[row] / PAPER_TEACHER, 2) if row in paper else None,
-                  "iou_mean": table["rows"][row]["iou_mean"]}
-            for row, by_seed in finals.items()}
+    rows = {}
+    for row, by_seed in finals.items():
+        mean = statistics.fmean(by_seed.values())
+        rows[row] = {**mean_std(list(by_seed.values())), "teacher": teacher_of[row],
+                     "over_teacher": round(mean / labels[teacher_of[row]], 2),
+                     "over_pseudo": round(mean / labels["pseudo"], 2), "paper": paper.get(row),
+                     "paper_over_teacher": round(paper[row] / PAPER_TEACHER, 2) if row in paper else None,
+                     "iou_mean": table["rows"][row]["iou_mean"]}
     val_labels = labels_per_class(str(root / table["world"]["stores"]), table["dataset"]["val_scenes"], classes)
     result: dict[str, Any] = {
         "table": table.get("command"), "labels_val": labels, "labels_val_iou": {s: v["iou"] for s, v in val_labels.items()},
