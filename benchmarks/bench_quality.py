@@ -148,9 +148,14 @@ def plan_for(world: World, quick: bool = False) -> Plan:
 FULL = plan_for(World())  # the default world and schedule
 
 
+def fig6_beside(table: Path) -> Path:
+    """Where a table written to `table` puts its Fig. 6: `<stem>-fig6.png` beside it."""
+    return table.with_name(f"{table.stem}-fig6.png")
+
+
 def with_out(plan: Plan, out: Path) -> Plan:
-    """`plan` writing its table to `out` and Fig. 6 beside it (`<stem>-fig6.png`)."""
-    return dataclasses.replace(plan, out_json=out, out_png=out.with_name(f"{out.stem}-fig6.png"))
+    """`plan` writing its table to `out` and Fig. 6 beside it (`fig6_beside`)."""
+    return dataclasses.replace(plan, out_json=out, out_png=fig6_beside(out))
 
 
 # ---- aggregation (pure) ----
@@ -528,7 +533,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.replot is not None:
         try:
-            print(f"wrote {draw_fig6(json.loads(args.replot.read_text()), args.replot.with_name(f'{args.replot.stem}-fig6.png'))}")
+            print(f"wrote {draw_fig6(json.loads(args.replot.read_text()), fig6_beside(args.replot))}")
         except (OSError, ValueError, KeyError) as exc:
             parser.error(f"--replot {args.replot}: not a table with curves ({type(exc).__name__}: {exc})")
         return
