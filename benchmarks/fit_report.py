@@ -86,7 +86,7 @@ def score_run(run_dir: Path, classes: Sequence[str], checkpoint: str = "last.pt"
     cfg = load_config(None, ["device=cpu", "num_workers=0", "progress=false"], base=state["config"])
     device = torch.device("cpu")
     models = build_models(cfg, device)
-    load_encoder(models, run_dir / checkpoint)
+    load_encoder(models, run_dir / checkpoint, state)
     names, num_classes = models.class_names, len(models.class_names)
     scenes = (Path(cfg.train_split).read_text().split() if isinstance(cfg.train_split, str)
               else list(cfg.train_split))

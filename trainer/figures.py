@@ -15,7 +15,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,22 +34,17 @@ def epoch_curve(run_dir: Path) -> Curve:
     return Curve(epochs, [float(records[e]["miou"]) for e in epochs])
 
 
-def run_config(checkpoint_path: Path, **changes: Any) -> TrainConfig:
-    """The TrainConfig saved in a checkpoint, with `changes` applied."""
-    from trainer.checkpoint import load
-
-    return dataclasses.replace(from_dict(load(checkpoint_path)["config"]), **changes)
-
-
 def load_models(checkpoint_path: Path) -> tuple[Models, TrainConfig]:
     """A checkpoint's 3D model and transformers on the CPU, in eval mode, and its config."""
     import torch
 
+    from trainer.checkpoint import load
     from trainer.engine import build_models, load_encoder
 
-    cfg = run_config(checkpoint_path, num_workers=0, device="cpu", progress=False)
+    state = load(checkpoint_path)
+    cfg = dataclasses.replace(from_dict(state["config"]), num_workers=0, device="cpu", progress=False)
     models = build_models(cfg, torch.device("cpu"))
-    state = load_encoder(models, checkpoint_path)
+    load_encoder(models, checkpoint_path, state)
     models.correlation.load_state_dict(state["correlation"])
     models.train(False)
     return models, cfg

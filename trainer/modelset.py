@@ -67,9 +67,10 @@ def build_models(cfg: TrainConfig, device: torch.device, text: np.ndarray | None
                   list(class_names), signature(cfg, dim, len(text)))
 
 
-def load_encoder(models: Models, path: Path) -> dict[str, Any]:
-    """Load a checkpoint's 3D model into `models` after checking its part of the signature."""
-    state = checkpoint.load(path)
+def load_encoder(models: Models, path: Path, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load a checkpoint's 3D model into `models` after checking its part of the signature;
+    `state`: the checkpoint `path` already read (the file is then not read again)."""
+    state = checkpoint.load(path) if state is None else state
     keys = ("backbone", "in_channels", "embed_dim")  # the class list may differ (open vocabulary)
     checkpoint.check_signature(path, {k: state["signature"].get(k) for k in keys},
                                {k: models.signature[k] for k in keys})

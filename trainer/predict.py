@@ -71,7 +71,7 @@ def predict(cfg: TrainConfig, checkpoint_path: Path, out_dir: Path, scenes: list
                           f"the 3D model outputs {width}-d features; use the CLIP it was trained with")
     device = pick_device(cfg.device)
     models = build_models(cfg, device, text, names)
-    load_encoder(models, checkpoint_path)
+    load_encoder(models, checkpoint_path, saved)
     models.train(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "classes.txt").write_text("\n".join(names) + "\n")
