@@ -63,12 +63,13 @@ def _config_from_checkpoint(checkpoint: Path, config: str | None, overrides: lis
 
 
 def _scene_ids(scenes: str | None, cfg: TrainConfig) -> list[str]:
-    """The comma-separated --scenes, or the config's validation scenes."""
-    from trainer.data import resolve_scenes
+    """The comma-separated --scenes, or the config's validation scenes; each one checked to be in
+    the store before any is read."""
+    from trainer.data import check_scenes, resolve_scenes
 
-    if scenes:
-        return [s.strip() for s in scenes.split(",") if s.strip()]
-    return resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split")
+    ids = ([s.strip() for s in scenes.split(",") if s.strip()] if scenes
+           else resolve_scenes(cfg.val_split, cfg.store_root, "scenes", "val_split"))
+    return check_scenes(cfg.store_root, ids)
 
 
 def _print_iou(result: dict[str, Any], title: str) -> None:
@@ -219,7 +220,7 @@ def view(
     import socket
     import time
 
-    from trainer.view import check_scenes, open_source, serve
+    from trainer.view import open_source, serve
 
     if checkpoint is None and config is None:
         raise typer.BadParameter("give --checkpoint or --config (a YAML file or a preset name)")
@@ -230,7 +231,7 @@ def view(
                else load_config(config, opts))
         cfg = dataclasses.replace(cfg, num_workers=0, progress=False)
         source = open_source(cfg, checkpoint)
-        ids = check_scenes(cfg.store_root, _scene_ids(scenes, cfg))
+        ids = _scene_ids(scenes, cfg)
         server, _ = serve(source, ids, host, port)
         shown = socket.gethostname() if host == "0.0.0.0" else host
         url = f"http://{shown}:{server.get_port()}"

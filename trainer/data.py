@@ -67,6 +67,19 @@ def resolve_scenes(split: str | list[str], store_root: str, stage: str, key: str
     return scenes
 
 
+def check_scenes(store_root: str, scenes: list[str]) -> list[str]:
+    """`scenes` when the store holds each finished (its done list read once); else a one-line
+    PipelineError naming the first missing one and a few it does hold."""
+    done = store.done_scenes(store_root, "scenes")
+    held = set(done)
+    for scene in scenes:
+        if scene not in held:
+            some = ", ".join(done[:5]) + (", ..." if len(done) > 5 else "")
+            raise PipelineError(f"scene {scene!r} is not in the store {store_root} "
+                                f"({len(done)} scenes{': ' + some if done else ''})")
+    return scenes
+
+
 def voxelize(points: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voxel coords i32[V,3], representative point per voxel i64[V], point -> voxel i64[N]."""
     coords, unique, inverse = ME.utils.sparse_quantize(

@@ -21,7 +21,7 @@ from pipeline import store
 from pipeline.errors import PipelineError
 from pipeline.labelsets import text_class_set
 from trainer.config import TrainConfig
-from trainer.data import read_text
+from trainer.data import check_scenes, read_text
 from trainer.view_colors import (
     error_colors,
     errors_legend,
@@ -65,19 +65,6 @@ def open_source(cfg: TrainConfig, checkpoint: Path | None) -> ViewSource:
     title = f"{root}" + (f" · {checkpoint}" if checkpoint is not None else "")
     return ViewSource(root, names, text_class_set(root, cfg.text_stage), store_text_encoder(root, cfg.text_stage),
                       model, title)
-
-
-def check_scenes(store_root: str, scenes: list[str]) -> list[str]:
-    """`scenes` when the store holds each finished (its done list read once); else a one-line
-    PipelineError naming the first missing one and a few it does hold."""
-    done = store.done_scenes(store_root, "scenes")
-    held = set(done)
-    for scene in scenes:
-        if scene not in held:
-            some = ", ".join(done[:5]) + (", ..." if len(done) > 5 else "")
-            raise PipelineError(f"scene {scene!r} is not in the store {store_root} "
-                                f"({len(done)} scenes{': ' + some if done else ''})")
-    return scenes
 
 
 def reach(points: np.ndarray) -> float:
