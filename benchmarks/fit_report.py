@@ -48,6 +48,7 @@ from pipeline.metrics import confusion_matrix, iou_per_class  # noqa: E402
 from trainer import provenance  # noqa: E402
 from trainer.checkpoint import load  # noqa: E402
 from trainer.config import load_config  # noqa: E402
+from trainer.data import training_scenes  # noqa: E402
 from trainer.engine import build_models, eval_loader, load_encoder, predict_points  # noqa: E402
 from trainer.runlog import epoch_records  # noqa: E402
 
@@ -88,8 +89,7 @@ def score_run(run_dir: Path, classes: Sequence[str], checkpoint: str = "last.pt"
     models = build_models(cfg, device)
     load_encoder(models, run_dir / checkpoint, state)
     names, num_classes = models.class_names, len(models.class_names)
-    scenes = (Path(cfg.train_split).read_text().split() if isinstance(cfg.train_split, str)
-              else list(cfg.train_split))
+    scenes = training_scenes(cfg)
     models.train(False)
     total = {k: np.zeros((num_classes, num_classes), np.int64) for k in ("points", "pairs")}
     teacher = empty_totals(num_classes)

@@ -67,6 +67,12 @@ def resolve_scenes(split: str | list[str], store_root: str, stage: str, key: str
     return scenes
 
 
+def training_scenes(cfg: TrainConfig) -> list[str]:
+    """The scenes a run trains on: its train_split, where 'all' means the scenes its labels cover."""
+    stage = "scenes" if cfg.label_stage == "gt" else cfg.label_stage
+    return resolve_scenes(cfg.train_split, cfg.store_root, stage, "train_split")
+
+
 def check_scenes(store_root: str, scenes: list[str]) -> list[str]:
     """`scenes` when the store holds each finished (its done list read once); else a one-line
     PipelineError naming the first missing one and a few it does hold."""

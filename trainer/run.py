@@ -12,7 +12,13 @@ from torch.utils.data import DataLoader
 
 from trainer import checkpoint, distributed, provenance
 from trainer.config import TrainConfig, from_dict
-from trainer.data import EpochBatchSampler, SceneDataset, make_loader, resolve_scenes
+from trainer.data import (
+    EpochBatchSampler,
+    SceneDataset,
+    make_loader,
+    resolve_scenes,
+    training_scenes,
+)
 from trainer.evaluation import eval_loader, store_class_groups
 from trainer.modelset import Models, build_models, pick_device
 from trainer.optim import Optimizers, build_optimizers
@@ -59,8 +65,7 @@ def build_run(cfg: TrainConfig, resume: bool, origin: Mapping[str, Any] | None,
     models = build_models(cfg, ctx.device)
     distributed.broadcast_state(ctx, (models.encoder, models.correlation))
     num_classes = len(models.class_names)
-    scene_stage = "scenes" if cfg.label_stage == "gt" else cfg.label_stage
-    train_scenes = resolve_scenes(cfg.train_split, cfg.store_root, scene_stage, "train_split")
+    train_scenes = training_scenes(cfg)
     train_set = SceneDataset(cfg, train_scenes, num_classes, train=True)
     loader, sampler = make_loader(cfg, train_set, shuffle=True, loop=cfg.loop, rank=ctx.rank,
                                   world=ctx.world)
