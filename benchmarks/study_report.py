@@ -145,7 +145,7 @@ def report(table: Mapping[str, Any], root: Path, fit: Mapping[str, Any] | None) 
         names = list(fit["runs"][0]["iou"]["student_vs_gt"]) if fit["runs"] else []
         result["fit"] = [{k: r[k] for k in ("row", "seed", "epoch", "student_vs_gt", "student_vs_labels",
                                             "student_pair_agreement", "labels_vs_gt")}
-                         | {"val_miou": r.get("val_miou_at_epoch", r["val_miou"])}
+                         | {"val_miou": r["val_miou_at_epoch"]}
                          | {"shares": {c: {src: r["shares"][src][c] for src in ("predictions", "labels_on_points",
                                                                               "ground_truth")}
                                        for c in majority(r["shares"]["ground_truth"])},
